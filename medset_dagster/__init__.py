@@ -1,0 +1,1 @@
+"""medset_dagster: rebuilds the medical Q&A training dataset with Dagster."""

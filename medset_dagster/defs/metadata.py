@@ -1,0 +1,31 @@
+"""Metadata the UI shows for every table an asset writes: counts, schema, preview, path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+from dagster import MetadataValue, TableColumn, TableSchema
+
+from medset_dagster.core.records import markdown_preview
+
+
+def table_metadata(frame: pl.DataFrame, path: Path, preview_rows: int = 5) -> dict:
+    return {
+        "dagster/row_count": frame.height,
+        "dagster/column_schema": TableSchema(
+            columns=[TableColumn(name=name, type=str(dtype)) for name, dtype in frame.schema.items()]
+        ),
+        "preview": MetadataValue.md(markdown_preview(frame, preview_rows)),
+        "path": MetadataValue.path(str(path)),
+    }
+
+
+def drop_metadata(dropped: dict[str, int]) -> dict:
+    """Total dropped, a table of reasons, and one plottable number per reason."""
+    table = "| reason | rows |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in sorted(dropped.items()))
+    return {
+        "rows_dropped": sum(dropped.values()),
+        "drop_reasons": MetadataValue.md(table if dropped else "_none_"),
+        **{f"dropped/{reason}": count for reason, count in sorted(dropped.items())},
+    }

@@ -1,0 +1,166 @@
+"""Sources: one asset per Hub source, made from the registry.
+
+Record sources (`source_records/<id>`) write the dataset's rows; LLM sources
+(`generation_inputs/<id>`) write the normalised items their generation task consumes.
+"""
+
+
+import inspect
+import time
+from pathlib import Path
+from typing import Optional
+
+import polars as pl
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    AssetSpec,
+    Backoff,
+    ConfigurableResource,
+    DataVersion,
+    Failure,
+    Jitter,
+    MaterializeResult,
+    RetryPolicy,
+    asset,
+)
+
+from medset_dagster.core.hashing import sha256_file, sha256_text
+from medset_dagster.core.registry import SOURCES, SourceSpec, generation_input_sources, record_sources
+from medset_dagster.core.source_records import (
+    SourceError,
+    load_native_rows,
+    map_source,
+    with_item_ids,
+    with_source,
+)
+from medset_dagster.defs.metadata import drop_metadata, table_metadata
+from medset_dagster.defs.storage import PipelineStorage
+
+NETWORK_RETRY = RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+
+
+class HubDatasets(ConfigurableResource):
+    """Where source datasets are read from: the Hub (`mirror_root` unset) or a local mirror folder."""
+
+    mirror_root: Optional[str] = None
+    token: Optional[str] = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.mirror_root is not None
+
+    def load(self, spec: SourceSpec, cache_dir: Path) -> pl.DataFrame:
+        return load_native_rows(
+            spec,
+            hub_root=Path(self.mirror_root) if self.mirror_root else None,
+            revision=spec.revision,
+            cache_dir=cache_dir,
+            token=self.token,
+        )
+
+    def revision_label(self, spec: SourceSpec) -> str:
+        return f"local mirror of {spec.revision}" if self.is_local else str(spec.revision)
+
+
+def _code_version(spec: SourceSpec) -> str:
+    """Changes when what defines the source's output changes: its mapper or its registry entry."""
+    mapper_source = inspect.getsource(spec.mapper) if spec.mapper else ""
+    return sha256_text(mapper_source + repr(spec))[:16]
+
+
+def _source_metadata(spec: SourceSpec, hub: HubDatasets, stats, frame: pl.DataFrame, path: Path, seconds: float) -> dict:
+    return {
+        **table_metadata(frame, path),
+        "rows_read": stats.rows_read,
+        "rows_mapped": stats.rows_mapped,
+        "rows_kept": stats.rows_kept,
+        **drop_metadata(stats.dropped),
+        "hub_repo": spec.hub_repo,
+        "config": spec.config or "default",
+        "revision": hub.revision_label(spec),
+        "licence": spec.licence,
+        "published_rows": spec.published_rows,
+        "seconds": round(seconds, 3),
+    }
+
+
+def _load_and_map(context: AssetExecutionContext, spec: SourceSpec, hub: HubDatasets, storage: PipelineStorage):
+    started = time.perf_counter()
+    try:
+        rows = hub.load(spec, storage.hf_cache_dir)
+        mapped, stats = map_source(spec, rows)
+    except SourceError as error:
+        # A renamed column or an unreadable source is not transient: fail without retrying.
+        raise Failure(description=str(error), allow_retries=False) from error
+    stats.revision = hub.revision_label(spec)
+    context.log.info(f"{spec.source_id}: read {stats.rows_read}, kept {stats.rows_kept}, dropped {stats.dropped}")
+    return mapped, stats, time.perf_counter() - started
+
+
+def source_records_asset(spec: SourceSpec) -> AssetsDefinition:
+    @asset(
+        name=spec.source_id,
+        key_prefix="source_records",
+        group_name="sources",
+        kinds={"huggingface", "polars", "parquet"},
+        description=f"{spec.description}. `{spec.hub_repo}` mapped to input/context/output/source.",
+        code_version=_code_version(spec),
+        retry_policy=NETWORK_RETRY,
+        tags={"source": spec.source_id},
+    )
+    def _asset(context: AssetExecutionContext, hub_datasets: HubDatasets, storage: PipelineStorage) -> MaterializeResult:
+        records, stats, seconds = _load_and_map(context, spec, hub_datasets, storage)
+        records = with_source(records, spec.source_id)
+        path = storage.records_path(spec.source_id)
+        records.write_parquet(path)
+        storage.records_stats_path(spec.source_id).write_text(stats.to_json())
+        return MaterializeResult(
+            metadata=_source_metadata(spec, hub_datasets, stats, records, path, seconds),
+            data_version=DataVersion(sha256_file(path)),
+        )
+
+    return _asset
+
+
+def generation_inputs_asset(spec: SourceSpec) -> AssetsDefinition:
+    @asset(
+        name=spec.source_id,
+        key_prefix="generation_inputs",
+        group_name="sources",
+        kinds={"huggingface", "polars", "parquet"},
+        description=f"{spec.description}. `{spec.hub_repo}` normalised into items for its LLM task.",
+        code_version=_code_version(spec),
+        retry_policy=NETWORK_RETRY,
+        tags={"source": spec.source_id},
+    )
+    def _asset(context: AssetExecutionContext, hub_datasets: HubDatasets, storage: PipelineStorage) -> MaterializeResult:
+        items, stats, seconds = _load_and_map(context, spec, hub_datasets, storage)
+        items = with_item_ids(items, spec.source_id)
+        path = storage.generation_inputs_path(spec.source_id)
+        items.write_parquet(path)
+        storage.generation_inputs_stats_path(spec.source_id).write_text(stats.to_json())
+        return MaterializeResult(
+            metadata=_source_metadata(spec, hub_datasets, stats, items, path, seconds),
+            data_version=DataVersion(sha256_file(path)),
+        )
+
+    return _asset
+
+
+SOURCE_RECORD_ASSETS = [source_records_asset(spec) for spec in record_sources()]
+GENERATION_INPUT_ASSETS = [generation_inputs_asset(spec) for spec in generation_input_sources()]
+
+
+# Named on the card, never loaded: shown in the UI with the reason rather than left as silent gaps.
+EXCLUDED_SOURCE_SPECS = [
+    AssetSpec(
+        key=["excluded_sources", spec.source_id],
+        group_name="sources",
+        description=f"Excluded: {spec.excluded_reason}",
+        metadata={"hub_repo": spec.hub_repo, "excluded_reason": spec.excluded_reason, "licence": spec.licence},
+        kinds={"huggingface"},
+    )
+    for spec in SOURCES
+    if spec.role == "excluded"
+]
