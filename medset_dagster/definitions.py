@@ -1,6 +1,6 @@
 """The code location: the pipeline's map, from sources to release."""
 
-from __future__ import annotations
+from typing import Mapping
 
 from dagster import Definitions
 
@@ -8,23 +8,35 @@ from medset_dagster.core.registry import record_sources
 from medset_dagster.defs.dataset import CURATED_DATASET_CHECKS, curated_dataset_asset, release_files
 from medset_dagster.defs.jobs import build_dataset, nightly_build
 from medset_dagster.defs.profiles import active_profile, resources_for
+from medset_dagster.defs.retrieval import RETRIEVAL_ASSETS, RETRIEVAL_CHECKS
 from medset_dagster.defs.sources import EXCLUDED_SOURCE_SPECS, GENERATION_INPUT_ASSETS, SOURCE_RECORD_ASSETS
+from medset_dagster.defs.synthetic import TASKS, synthetic_assets
 
-# Every asset that writes records for one `source` of the dataset, with that source's id.
-RECORD_PRODUCERS = [(asset.key, spec.source_id) for asset, spec in zip(SOURCE_RECORD_ASSETS, record_sources())]
 
-curated_dataset = curated_dataset_asset(RECORD_PRODUCERS)
+def make_definitions(profile: str, resource_overrides: Mapping[str, object] | None = None) -> Definitions:
+    """The same assets for every profile; only resources differ (tests override some)."""
+    generation_assets, generated_record_assets = synthetic_assets("llamacpp" if profile == "sample" else "ollama")
+    # Every asset that writes the records of one `source` of the dataset, with that source's id.
+    record_producers = [
+        *[(asset.key, spec.source_id) for asset, spec in zip(SOURCE_RECORD_ASSETS, record_sources())],
+        *[(asset.key, task.source_id) for asset, task in zip(generated_record_assets, TASKS)],
+    ]
+    return Definitions(
+        assets=[
+            *SOURCE_RECORD_ASSETS,
+            *GENERATION_INPUT_ASSETS,
+            *EXCLUDED_SOURCE_SPECS,
+            *RETRIEVAL_ASSETS,
+            *generation_assets,
+            *generated_record_assets,
+            curated_dataset_asset(record_producers),
+            release_files,
+        ],
+        asset_checks=[*CURATED_DATASET_CHECKS, *RETRIEVAL_CHECKS],
+        jobs=[build_dataset],
+        schedules=[nightly_build],
+        resources={**resources_for(profile), **(resource_overrides or {})},
+    )
 
-defs = Definitions(
-    assets=[
-        *SOURCE_RECORD_ASSETS,
-        *GENERATION_INPUT_ASSETS,
-        *EXCLUDED_SOURCE_SPECS,
-        curated_dataset,
-        release_files,
-    ],
-    asset_checks=CURATED_DATASET_CHECKS,
-    jobs=[build_dataset],
-    schedules=[nightly_build],
-    resources=resources_for(active_profile()),
-)
+
+defs = make_definitions(active_profile())

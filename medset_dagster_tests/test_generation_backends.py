@@ -37,7 +37,7 @@ def request(text: str = "How do I stop severe bleeding in a flood?") -> Generati
 
 
 def generator(url: str, **kwargs) -> OllamaGenerator:
-    options = dict(timeout_s=0.4, max_attempts=3, backoff_initial_s=0.01, backoff_max_s=0.05)
+    options = dict(timeout_s=0.5, max_attempts=3, backoff_initial_s=0.01, backoff_max_s=0.05)
     options.update(kwargs)
     return OllamaGenerator(host=url, model=MODEL, **options)
 
@@ -55,7 +55,7 @@ def assert_sound(result: GenerationResult) -> None:
 
 @pytest.fixture
 def server():
-    with FakeOllamaServer([MODEL], slow_s=1.0) as srv:
+    with FakeOllamaServer([MODEL], slow_s=1.2) as srv:
         yield srv
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -159,6 +160,44 @@ def test_identical_requests_are_generated_once(server, cache):
     assert report.results[item.item_id] == report.results["twin"]
 
 
+class InMemoryGenerator:
+    """Any object with these members is a Generator: completion order here is random."""
+
+    backend, model, digest, max_in_flight = "memory", "echo", "sha256:echo", 3
+
+    def __init__(self, fail: BaseException | None = None) -> None:
+        self.fail = fail
+        self.calls = 0
+
+    def check_ready(self) -> None:
+        pass
+
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        self.calls += 1
+        if self.fail is not None:
+            raise self.fail
+        time.sleep(random.uniform(0, 0.01))
+        text = '{"question": "%s?"}' % request.messages[-1]["content"]
+        return GenerationResult(text, {"question": request.messages[-1]["content"] + "?"}, "stop", 1, 1, 0.01, 1, None)
+
+
+def test_results_do_not_depend_on_completion_order(tmp_path):
+    items = make_items(30)
+    runs = []
+    for run in range(2):
+        with GenerationCache(tmp_path / f"{run}.sqlite") as cache:
+            runs.append(run_generation(InMemoryGenerator(), items, cache, template_version=TEMPLATE).results)
+    assert list(runs[0]) == list(runs[1]) == [it.item_id for it in items]
+    assert parsed(runs[0]) == parsed(runs[1])
+
+
+def test_a_backend_bug_surfaces(cache):
+    generator = InMemoryGenerator(fail=RuntimeError("backend bug"))
+    with pytest.raises(RuntimeError, match="backend bug"):
+        run_generation(generator, make_items(20), cache, template_version=TEMPLATE)
+    assert generator.calls < 20  # stopped starting new items after the first crash
+
+
 def test_duplicate_item_ids_are_rejected(server, cache):
     (item,) = make_items(1)
     with pytest.raises(ValueError, match="duplicate item_id"):
@@ -178,7 +217,7 @@ def test_progress_is_reported_during_and_at_end(cache):
         )
     assert len(calls) >= 4
     gaps = [b[0] - a[0] for a, b in zip(calls, calls[1:])]
-    assert max(gaps) < 0.25
+    assert max(gaps) < 0.3
     dones = [c[1] for c in calls]
     assert dones == sorted(dones) and calls[-1][1:3] == (20, 20) and calls[-1][4] == 0.0
     assert all(c[3] > 0 for c in calls[1:])

@@ -66,7 +66,7 @@ def test_full_registry():
         "ifrc_first_aid_guidelines.pdf",
         "EN_GFARC_GUIDELINES_2020.pdf",
     ]
-    assert [d.optional for d in FULL_DOCUMENTS] == [False, False, True]
+    assert [d.optional for d in FULL_DOCUMENTS] == [False, True, True]
     assert all(d.sha256 is None and d.licence for d in FULL_DOCUMENTS)  # trust on first use
     assert "ICRC edition" in FULL_DOCUMENTS[1].note
 

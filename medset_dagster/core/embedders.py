@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, NoReturn, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -221,14 +221,13 @@ class CohereEmbedder:
             )
         except ApiError as error:
             self._raise_for_status(error)
-            raise  # unreachable: _raise_for_status always raises
         except httpx.TimeoutException as error:
             raise _RetryableFailure(f"timed out after {self.timeout_s}s ({type(error).__name__})") from None
         except httpx.TransportError as error:
             raise _RetryableFailure(f"connection error ({type(error).__name__})") from None
         return self._vectors_from(response, len(texts))
 
-    def _raise_for_status(self, error: Any) -> None:
+    def _raise_for_status(self, error: Any) -> NoReturn:
         status = getattr(error, "status_code", None)
         headers = {str(k).lower(): v for k, v in (getattr(error, "headers", None) or {}).items()}
         if status is not None and 200 <= status < 300:

@@ -67,6 +67,9 @@ FULL_DOCUMENTS: tuple[DocumentSpec, ...] = (
         url=None,
         sha256=None,
         licence="CC BY-NC-SA 3.0 IGO (if, as believed, the ICRC edition of Basic Emergency Care)",
+        # Optional: with no known URL a required entry would fail every full build; its content is
+        # believed to be the WHO book's, which is required.
+        optional=True,
         note=(
             "The card's second file. Its origin was not recorded; sources.md says it was most likely the "
             "ICRC edition of Basic Emergency Care, i.e. the same book as who_basic_emergency_care_2018. "

@@ -11,6 +11,9 @@ build_dataset = define_asset_job(
     # One process for the whole run: importing dagster, datasets and faiss costs more per step than
     # most steps take, and the steps that could overlap share one LLM server anyway.
     executor_def=in_process_executor,
+    # One run covers every shard of the partitioned generation assets (UI backfills instead run a
+    # shard per run under the `llm` pool).
+    tags={"dagster/asset_partition_range_start": "shard-0", "dagster/asset_partition_range_end": "shard-3"},
 )
 
 nightly_build = ScheduleDefinition(

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from dagster import EnvVar
 
+from medset_dagster.defs.backends import EmbedderResource, GenerationSettings, GeneratorResource
 from medset_dagster.defs.dataset import QualityGates
+from medset_dagster.defs.retrieval import DocumentCorpus
 from medset_dagster.defs.sources import HubDatasets
 from medset_dagster.defs.storage import DEFAULT_DATA_DIR, PipelineStorage
 
@@ -31,11 +33,35 @@ def active_profile() -> str:
     return profile
 
 
+def _env(name: str, default: str | None = None):
+    """An `EnvVar` (resolved at run time, never logged) when set; else the default."""
+    return EnvVar(name) if os.environ.get(name) else default
+
+
 def resources_for(profile: str) -> dict:
     storage = PipelineStorage(data_dir=os.environ.get("MEDSET_DATA_DIR", str(DEFAULT_DATA_DIR)))
     common = {"storage": storage, "quality_gates": QualityGates()}
     if profile == "sample":
-        return {**common, "hub_datasets": HubDatasets(mirror_root=str(SAMPLE_DATA / "hub"))}
+        return {
+            **common,
+            "hub_datasets": HubDatasets(mirror_root=str(SAMPLE_DATA / "hub")),
+            "document_corpus": DocumentCorpus(documents="sample"),
+            "embedder": EmbedderResource(backend="local"),
+            "generator_backend": GeneratorResource(backend="llama_cpp"),
+            # SmolLM2 at ~50 tokens/s on 2 cores: a few items per task keeps the build to minutes.
+            "generation_settings": GenerationSettings(scenario_count=6, max_items_per_task=6, max_tokens_cap=96),
+        }
     if profile == "full":
-        return {**common, "hub_datasets": HubDatasets(mirror_root=None)}
+        return {
+            **common,
+            "hub_datasets": HubDatasets(mirror_root=None, token=_env("HF_TOKEN")),
+            "document_corpus": DocumentCorpus(documents="full"),
+            "embedder": EmbedderResource(backend="cohere", api_key=_env("COHERE_API_KEY"), base_url=_env("COHERE_BASE_URL")),
+            "generator_backend": GeneratorResource(
+                backend="ollama",
+                ollama_host=_env("OLLAMA_HOST", "http://127.0.0.1:11434"),
+                ollama_model=_env("MEDSET_OLLAMA_MODEL", "gemma3n:e4b"),
+            ),
+            "generation_settings": GenerationSettings(scenario_count=int(os.environ.get("MEDSET_SCENARIOS", "1000"))),
+        }
     raise ProfileError(f"unknown profile {profile!r}: one of {PROFILES}")

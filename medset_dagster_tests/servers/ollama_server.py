@@ -226,21 +226,29 @@ class _Handler(BaseHTTPRequestHandler):
         record.finished = time.perf_counter()
         record.status = status
 
+    @staticmethod
+    def _wait_until(deadline: float) -> None:
+        remaining = deadline - time.perf_counter()
+        if remaining > 0:
+            time.sleep(remaining)
+
     def _answer_chat(self, body: dict[str, Any], index: int, record: RecordedRequest) -> int:
         state = self.server.state
+        # The latency is the service time of a slot: the response is built inside it, not after it.
+        deadline = time.perf_counter() + state.latency_s
         model = str(body.get("model") or "")
         fault = self._pick_fault(index, body)
         record.fault = fault
-        if state.latency_s:
-            time.sleep(state.latency_s)
         if fault == "missing_model" or not self._has_model(model):
+            self._wait_until(deadline)
             self._send(404, {"error": f"model '{model}' not found"})
             return 404
         if fault == "server_error":
+            self._wait_until(deadline)
             self._send(500, {"error": "injected server error"})
             return 500
         if fault == "slow":
-            time.sleep(state.slow_s)
+            deadline += state.slow_s
         messages = body.get("messages") or []
         schema = body.get("format")
         value = expected_content(messages, schema)
@@ -253,6 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             content = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
+        self._wait_until(deadline)
         self._send(
             200,
             {

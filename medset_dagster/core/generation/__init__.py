@@ -13,9 +13,15 @@ from medset_dagster.core.generation.backends import (
     parse_json_output,
 )
 from medset_dagster.core.generation.cache import GenerationCache, cache_key
-from medset_dagster.core.generation.runner import GenerationItem, GenerationReport, run_generation
+from medset_dagster.core.generation.runner import (
+    GenerationAborted,
+    GenerationItem,
+    GenerationReport,
+    run_generation,
+)
 
 __all__ = [
+    "GenerationAborted",
     "GenerationCache",
     "GenerationItem",
     "GenerationParams",

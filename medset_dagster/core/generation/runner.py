@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,7 +134,7 @@ def run_generation(
     """Generate every item, serving stored successes from `cache` without calling the backend.
 
     Misses go through a pool of exactly `generator.max_in_flight` threads fed from one queue, so a
-    finished request is followed at once by the next and the server never idles between items. Each
+    slot that frees is refilled at once: the server waits only for the client's turnaround. Each
     result is written to the cache by the thread that produced it, the moment it is produced, so an
     interrupted run keeps everything that completed. Items with equal keys are generated once.
 
@@ -174,20 +174,32 @@ def run_generation(
     items_per_key = Counter(keys.values())
 
     streak = [0]  # consecutive outage failures, in completion order
-    tripped = threading.Event()
+    tripped = threading.Event()  # breaker tripped or a backend raised: start nothing new
+    crashed: list[BaseException] = []
+    outstanding = [len(todo)]
+    all_done = threading.Event()
 
-    def work(key: str, item: GenerationItem) -> GenerationResult | None:
-        if tripped.is_set():
-            return None  # queued before the breaker tripped: leave it for the next run
-        result = generator.generate(item.request)
-        cache.put(key, item.request.task, result)
-        with lock:
-            fresh[key] = result
-            done_items[0] += items_per_key[key]
-            streak[0] = streak[0] + 1 if result.error in OUTAGE_REASONS else 0
-            if abort_after_consecutive_failures and streak[0] >= abort_after_consecutive_failures:
-                tripped.set()
-        return result
+    def work(key: str, item: GenerationItem) -> None:
+        try:
+            if tripped.is_set():
+                return  # queued before the stop: left for the next run
+            result = generator.generate(item.request)
+            cache.put(key, item.request.task, result)
+            with lock:
+                fresh[key] = result
+                done_items[0] += items_per_key[key]
+                streak[0] = streak[0] + 1 if result.error in OUTAGE_REASONS else 0
+                if abort_after_consecutive_failures and streak[0] >= abort_after_consecutive_failures:
+                    tripped.set()
+        except BaseException as exc:  # a bug, not a per-item failure (those are results)
+            with lock:
+                crashed.append(exc)
+            tripped.set()
+        finally:
+            with lock:
+                outstanding[0] -= 1
+                if outstanding[0] == 0:
+                    all_done.set()
 
     def progress() -> None:
         if on_progress is None:
@@ -204,23 +216,24 @@ def run_generation(
         workers = max(1, min(int(generator.max_in_flight), len(todo)))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"gen-{generator.backend}")
         try:
-            pending: set[Future[GenerationResult | None]] = {pool.submit(work, k, it) for k, it in todo.items()}
+            # All items are queued at once; each worker takes the next the moment it is free.
+            for key, item in todo.items():
+                pool.submit(work, key, item)
+            # Wait on one event, not on the futures: `concurrent.futures.wait` over thousands of
+            # pending futures costs O(pending) per completion and starves the workers of the GIL.
             next_report = time.perf_counter() + progress_every_s
-            while pending:
-                finished, pending = wait(
-                    pending, timeout=max(0.0, next_report - time.perf_counter()), return_when=FIRST_COMPLETED
-                )
-                for future in finished:
-                    future.result()  # a bug in a backend (not a per-item failure) should surface
-                if time.perf_counter() >= next_report:
-                    progress()
-                    next_report = time.perf_counter() + progress_every_s
+            while not all_done.wait(timeout=max(0.0, next_report - time.perf_counter())):
+                progress()
+                next_report = time.perf_counter() + progress_every_s
         except BaseException:
             # Interrupted (or a callback raised): start nothing new; in-flight items still finish
             # in their threads and land in the cache for the next run.
+            tripped.set()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
+        if crashed:
+            raise crashed[0]
     progress()
 
     results: dict[str, GenerationResult] = {}

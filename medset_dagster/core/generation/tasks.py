@@ -52,6 +52,8 @@ _DISCLAIMER = re.compile(
     re.IGNORECASE,
 )
 _NULL = re.compile(rf"\b{NULL_ANSWER}\b")
+_WORD = re.compile(r"[^\W\d_]{2,}")  # a run of letters: "2022-03-29T11:24" has none
+MIN_WORDS = 3
 
 
 class Retriever(Protocol):
@@ -74,6 +76,8 @@ def clean_output(text: str | None, *, max_words: int | None = None) -> tuple[str
         return None, "disclaimer_only"
     if len(cleaned) < MIN_OUTPUT_CHARS:
         return None, "too_short"
+    if len(_WORD.findall(cleaned)) < MIN_WORDS:
+        return None, "not_prose"
     if len(cleaned) > MAX_OUTPUT_CHARS:
         return None, "too_long"
     if max_words is not None and len(cleaned.split()) > max_words:
