@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_HOME := $(CURDIR)
 export MEDSET_PROFILE ?= sample
 
-.PHONY: setup build test dev benchmarks clean
+.PHONY: setup build publish test dev benchmarks clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -22,10 +22,18 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 setup: $(VENV)/.synced
 
-## Build the dataset: materialize every asset of the build_dataset job on the active profile.
+DAGSTER_JOB := $(VENV)/bin/dagster job execute -m medset_dagster.definitions
+
+## Build the dataset on the active profile: observe the sources (their revisions become data
+## versions), then materialize every asset of build_dataset, release card included.
 build: setup
-	$(VENV)/bin/dagster job execute -m medset_dagster.definitions -j build_dataset
+	$(DAGSTER_JOB) -j observe_sources
+	$(DAGSTER_JOB) -j build_dataset
 	@echo "Release folder: $${MEDSET_DATA_DIR:-$(CURDIR)/.medset}/release"
+
+## Publish the release (sample profile, or no MEDSET_HUB_REPO: a dry run into the release folder).
+publish: setup
+	$(DAGSTER_JOB) -j publish_dataset
 
 ## Run the test suite.
 test: setup

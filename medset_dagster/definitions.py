@@ -6,10 +6,11 @@ from dagster import Definitions
 
 from medset_dagster.core.registry import record_sources
 from medset_dagster.defs.dataset import CURATED_DATASET_CHECKS, curated_dataset_asset, release_files
-from medset_dagster.defs.jobs import build_dataset, nightly_build
+from medset_dagster.defs.jobs import build_jobs
 from medset_dagster.defs.profiles import active_profile, resources_for
 from medset_dagster.defs.retrieval import RETRIEVAL_ASSETS, RETRIEVAL_CHECKS
-from medset_dagster.defs.sources import EXCLUDED_SOURCE_SPECS, GENERATION_INPUT_ASSETS, SOURCE_RECORD_ASSETS
+from medset_dagster.defs.release import RELEASE_ASSETS
+from medset_dagster.defs.sources import EXCLUDED_SOURCE_SPECS, GENERATION_INPUT_ASSETS, HUB_OBSERVATIONS, SOURCE_RECORD_ASSETS
 from medset_dagster.defs.synthetic import TASKS, synthetic_assets
 
 
@@ -21,8 +22,10 @@ def make_definitions(profile: str, resource_overrides: Mapping[str, object] | No
         *[(asset.key, spec.source_id) for asset, spec in zip(SOURCE_RECORD_ASSETS, record_sources())],
         *[(asset.key, task.source_id) for asset, task in zip(generated_record_assets, TASKS)],
     ]
+    jobs, schedules, sensors = build_jobs([observation.key for observation in HUB_OBSERVATIONS])
     return Definitions(
         assets=[
+            *HUB_OBSERVATIONS,
             *SOURCE_RECORD_ASSETS,
             *GENERATION_INPUT_ASSETS,
             *EXCLUDED_SOURCE_SPECS,
@@ -31,10 +34,12 @@ def make_definitions(profile: str, resource_overrides: Mapping[str, object] | No
             *generated_record_assets,
             curated_dataset_asset(record_producers),
             release_files,
+            *RELEASE_ASSETS,
         ],
         asset_checks=[*CURATED_DATASET_CHECKS, *RETRIEVAL_CHECKS],
-        jobs=[build_dataset],
-        schedules=[nightly_build],
+        jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
         resources={**resources_for(profile), **(resource_overrides or {})},
     )
 

@@ -14,6 +14,7 @@ from dagster import EnvVar
 
 from medset_dagster.defs.backends import EmbedderResource, GenerationSettings, GeneratorResource
 from medset_dagster.defs.dataset import QualityGates
+from medset_dagster.defs.release import ReleaseSettings
 from medset_dagster.defs.retrieval import DocumentCorpus
 from medset_dagster.defs.sources import HubDatasets
 from medset_dagster.defs.storage import DEFAULT_DATA_DIR, PipelineStorage
@@ -49,7 +50,9 @@ def resources_for(profile: str) -> dict:
             "embedder": EmbedderResource(backend="local"),
             "generator_backend": GeneratorResource(backend="llama_cpp"),
             # SmolLM2 at ~50 tokens/s on 2 cores: a few items per task keeps the build to minutes.
-            "generation_settings": GenerationSettings(scenario_count=6, max_items_per_task=6, max_tokens_cap=96),
+            "generation_settings": GenerationSettings(scenario_count=5, max_items_per_task=6, max_tokens_cap=128),
+            # No repo: the publish job is a dry run that leaves the release folder as it would upload it.
+            "release_settings": ReleaseSettings(profile="sample"),
         }
     if profile == "full":
         return {
@@ -63,5 +66,13 @@ def resources_for(profile: str) -> dict:
                 ollama_model=_env("MEDSET_OLLAMA_MODEL", "gemma3n:e4b"),
             ),
             "generation_settings": GenerationSettings(scenario_count=int(os.environ.get("MEDSET_SCENARIOS", "1000"))),
+            "release_settings": ReleaseSettings(
+                profile="full",
+                repo_id=_env("MEDSET_HUB_REPO"),
+                token=_env("HF_TOKEN"),
+                licence=_env("MEDSET_RELEASE_LICENCE"),
+                acknowledge_licence_conflict=os.environ.get("MEDSET_ACKNOWLEDGE_LICENCE_CONFLICT", "") == "1",
+                private=os.environ.get("MEDSET_HUB_PUBLIC", "") != "1",
+            ),
         }
     raise ProfileError(f"unknown profile {profile!r}: one of {PROFILES}")

@@ -141,6 +141,7 @@ def pdf_chunks(context: AssetExecutionContext, config: ChunkingConfig, storage: 
         joined += cleaned.stats.hyphenations_joined
     chunks = pl.concat(frames)
     path = storage.path("retrieval", "chunks.parquet")
+    storage.path("retrieval", "chunking.json").write_text(json.dumps(config.model_dump()))
     chunks.write_parquet(path)
     lengths = chunks["text"].str.len_chars()
     return MaterializeResult(

@@ -6,6 +6,7 @@ Record sources (`source_records/<id>`) write the dataset's rows; LLM sources
 
 
 import inspect
+import json
 import time
 from pathlib import Path
 from typing import Optional
@@ -13,6 +14,7 @@ from typing import Optional
 import polars as pl
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
     AssetsDefinition,
     AssetSpec,
     Backoff,
@@ -21,12 +23,15 @@ from dagster import (
     Failure,
     Jitter,
     MaterializeResult,
+    ObserveResult,
     RetryPolicy,
     asset,
+    observable_source_asset,
 )
 
-from medset_dagster.core.hashing import sha256_file, sha256_text
-from medset_dagster.core.registry import SOURCES, SourceSpec, generation_input_sources, record_sources
+from medset_dagster.core.hashing import sha256_file, sha256_text, stable_json
+from medset_dagster.core.hub_revisions import current_revision, local_mirror_revision
+from medset_dagster.core.registry import SOURCES, SourceSpec, generation_input_sources, hub_sources, record_sources
 from medset_dagster.core.source_records import (
     SourceError,
     load_native_rows,
@@ -41,35 +46,93 @@ NETWORK_RETRY = RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL,
 
 
 class HubDatasets(ConfigurableResource):
-    """Where source datasets are read from: the Hub (`mirror_root` unset) or a local mirror folder."""
+    """Where source datasets are read from: the Hub (`mirror_root` unset) or a local mirror folder.
+
+    Revision policy per source: `pinned` (default) loads the registry's revision and only reports
+    when the Hub has moved on; `track` (sources listed in `track`) loads the newest observed one.
+    """
 
     mirror_root: Optional[str] = None
     token: Optional[str] = None
+    endpoint: Optional[str] = None
+    track: list[str] = []
 
     @property
     def is_local(self) -> bool:
         return self.mirror_root is not None
 
-    def load(self, spec: SourceSpec, cache_dir: Path) -> pl.DataFrame:
+    def policy(self, spec: SourceSpec) -> str:
+        return "track" if spec.source_id in self.track else "pinned"
+
+    def observe(self, spec: SourceSpec) -> tuple[str, dict]:
+        """(data version, metadata) of the source as it stands now."""
+        if self.is_local:
+            digest = local_mirror_revision(Path(self.mirror_root) / spec.hub_repo)
+            return digest, {"mirror_content_hash": digest, "pinned_revision": spec.revision, "policy": self.policy(spec)}
+        head = current_revision(spec.hub_repo, token=self.token, endpoint=self.endpoint)
+        if self.policy(spec) == "track":
+            return head, {"hub_head": head, "policy": "track"}
+        moved = head != spec.revision
+        return spec.revision, {
+            "hub_head": head,
+            "pinned_revision": spec.revision,
+            "policy": "pinned",
+            "upstream_moved": moved,
+            "note": f"The Hub is at {head[:12]}; the pinned {spec.revision[:12]} is still loaded." if moved else "The Hub is at the pinned revision.",
+        }
+
+    def revision_to_load(self, spec: SourceSpec, storage: PipelineStorage) -> Optional[str]:
+        if self.is_local or self.policy(spec) == "pinned":
+            return spec.revision
+        observed = storage.path("observations", f"{spec.source_id}.json")
+        if not observed.exists():
+            raise SourceError(f"{spec.source_id} tracks the Hub's newest revision: observe hub_datasets/{spec.source_id} first")
+        return json.loads(observed.read_text())["data_version"]
+
+    def load(self, spec: SourceSpec, storage: PipelineStorage) -> pl.DataFrame:
         return load_native_rows(
             spec,
             hub_root=Path(self.mirror_root) if self.mirror_root else None,
-            revision=spec.revision,
-            cache_dir=cache_dir,
+            revision=self.revision_to_load(spec, storage),
+            cache_dir=storage.hf_cache_dir,
             token=self.token,
         )
 
-    def revision_label(self, spec: SourceSpec) -> str:
-        return f"local mirror of {spec.revision}" if self.is_local else str(spec.revision)
+    def revision_label(self, spec: SourceSpec, storage: PipelineStorage) -> str:
+        if self.is_local:
+            return f"local mirror of {spec.revision}"
+        return str(self.revision_to_load(spec, storage))
+
+
+def observation_key(spec: SourceSpec) -> AssetKey:
+    return AssetKey(["hub_datasets", spec.source_id])
+
+
+def hub_dataset_observation(spec: SourceSpec):
+    """The source's current revision as its data version: a change marks its downstream unsynced."""
+
+    @observable_source_asset(
+        key=observation_key(spec),
+        group_name="sources",
+        description=f"`{spec.hub_repo}` as it stands on the Hub (sample profile: a content hash of the local mirror).",
+        metadata={"hub_repo": spec.hub_repo, "pinned_revision": spec.revision, "licence": spec.licence},
+    )
+    def _observe(hub_datasets: HubDatasets, storage: PipelineStorage) -> ObserveResult:
+        data_version, metadata = hub_datasets.observe(spec)
+        storage.path("observations", f"{spec.source_id}.json").write_text(json.dumps({"data_version": data_version, **metadata}))
+        return ObserveResult(data_version=DataVersion(data_version), metadata=metadata)
+
+    return _observe
 
 
 def _code_version(spec: SourceSpec) -> str:
     """Changes when what defines the source's output changes: its mapper or its registry entry."""
     mapper_source = inspect.getsource(spec.mapper) if spec.mapper else ""
-    return sha256_text(mapper_source + repr(spec))[:16]
+    fields = {name: value for name, value in vars(spec).items() if name != "mapper"}  # a function's repr has its address
+    return sha256_text(mapper_source + stable_json(fields))[:16]
 
 
-def _source_metadata(spec: SourceSpec, hub: HubDatasets, stats, frame: pl.DataFrame, path: Path, seconds: float) -> dict:
+def _source_metadata(spec: SourceSpec, stats, frame: pl.DataFrame, path: Path, seconds: float) -> dict:
     return {
         **table_metadata(frame, path),
         "rows_read": stats.rows_read,
@@ -78,7 +141,7 @@ def _source_metadata(spec: SourceSpec, hub: HubDatasets, stats, frame: pl.DataFr
         **drop_metadata(stats.dropped),
         "hub_repo": spec.hub_repo,
         "config": spec.config or "default",
-        "revision": hub.revision_label(spec),
+        "revision": stats.revision,
         "licence": spec.licence,
         "published_rows": spec.published_rows,
         "seconds": round(seconds, 3),
@@ -88,12 +151,12 @@ def _source_metadata(spec: SourceSpec, hub: HubDatasets, stats, frame: pl.DataFr
 def _load_and_map(context: AssetExecutionContext, spec: SourceSpec, hub: HubDatasets, storage: PipelineStorage):
     started = time.perf_counter()
     try:
-        rows = hub.load(spec, storage.hf_cache_dir)
+        rows = hub.load(spec, storage)
         mapped, stats = map_source(spec, rows)
     except SourceError as error:
         # A renamed column or an unreadable source is not transient: fail without retrying.
         raise Failure(description=str(error), allow_retries=False) from error
-    stats.revision = hub.revision_label(spec)
+    stats.revision = hub.revision_label(spec, storage)
     context.log.info(f"{spec.source_id}: read {stats.rows_read}, kept {stats.rows_kept}, dropped {stats.dropped}")
     return mapped, stats, time.perf_counter() - started
 
@@ -103,6 +166,7 @@ def source_records_asset(spec: SourceSpec) -> AssetsDefinition:
         name=spec.source_id,
         key_prefix="source_records",
         group_name="sources",
+        deps=[observation_key(spec)],
         kinds={"huggingface", "polars", "parquet"},
         description=f"{spec.description}. `{spec.hub_repo}` mapped to input/context/output/source.",
         code_version=_code_version(spec),
@@ -116,7 +180,7 @@ def source_records_asset(spec: SourceSpec) -> AssetsDefinition:
         records.write_parquet(path)
         storage.records_stats_path(spec.source_id).write_text(stats.to_json())
         return MaterializeResult(
-            metadata=_source_metadata(spec, hub_datasets, stats, records, path, seconds),
+            metadata=_source_metadata(spec, stats, records, path, seconds),
             data_version=DataVersion(sha256_file(path)),
         )
 
@@ -128,6 +192,7 @@ def generation_inputs_asset(spec: SourceSpec) -> AssetsDefinition:
         name=spec.source_id,
         key_prefix="generation_inputs",
         group_name="sources",
+        deps=[observation_key(spec)],
         kinds={"huggingface", "polars", "parquet"},
         description=f"{spec.description}. `{spec.hub_repo}` normalised into items for its LLM task.",
         code_version=_code_version(spec),
@@ -141,13 +206,14 @@ def generation_inputs_asset(spec: SourceSpec) -> AssetsDefinition:
         items.write_parquet(path)
         storage.generation_inputs_stats_path(spec.source_id).write_text(stats.to_json())
         return MaterializeResult(
-            metadata=_source_metadata(spec, hub_datasets, stats, items, path, seconds),
+            metadata=_source_metadata(spec, stats, items, path, seconds),
             data_version=DataVersion(sha256_file(path)),
         )
 
     return _asset
 
 
+HUB_OBSERVATIONS = [hub_dataset_observation(spec) for spec in hub_sources()]
 SOURCE_RECORD_ASSETS = [source_records_asset(spec) for spec in record_sources()]
 GENERATION_INPUT_ASSETS = [generation_inputs_asset(spec) for spec in generation_input_sources()]
 

@@ -207,6 +207,20 @@ def generation_task_asset(task: GenerationTask, backend_kind: str) -> AssetsDefi
                 frames.append(outcome.records)
         records = pl.concat(frames)
         metadata = _generation_metadata(outcomes, generator, records, time.perf_counter() - started, task.source_id)
+        # What the dataset card and build.json record about this task's generation.
+        storage.path("synthetic", task.source_id, "generation.json").write_text(
+            json.dumps(
+                {
+                    "source_id": task.source_id,
+                    "backend": generator.backend,
+                    "model": generator.model,
+                    "digest": generator.digest,
+                    "items_requested": items.height,
+                    "items_kept": records.height,
+                    "max_tokens_cap": generation_settings.max_tokens_cap,
+                }
+            )
+        )
         return MaterializeResult(metadata=metadata, data_version=DataVersion(sha256_text(records.write_json())))
 
     return _asset

@@ -38,6 +38,20 @@ def _normalise(name: str) -> str:
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
+_WORDS = (
+    "patient bleeding pressure wound dressing fracture splint burn water cool airway breathing shock "
+    "fever infection dose pain swelling clinic bandage pulse warmth rest fluids antibiotic"
+).split()
+
+
+def _prose(seed: str, name: str) -> str:
+    """A deterministic sentence of 7-12 words (questions end with '?'), unique to `seed`."""
+    count = 7 + int(seed[:2], 16) % 6
+    words = [_WORDS[int(seed[2 + 2 * i : 4 + 2 * i], 16) % len(_WORDS)] for i in range(count - 1)]
+    sentence = " ".join([words[0].capitalize(), *words[1:], f"case{seed[:8]}"])
+    return sentence + ("?" if name == "question" else ".")
+
+
 def _fill(schema: Any, seed: str, name: str = "value") -> Any:
     """A value for `schema`, deterministic in `seed`."""
     if not isinstance(schema, dict):
@@ -55,7 +69,7 @@ def _fill(schema: Any, seed: str, name: str = "value") -> Any:
         return int(seed[0], 16) % 2 == 0
     if kind == "array":
         return [_fill(schema.get("items", {}), seed, name)]
-    return f"{name} {seed[:12]}"
+    return _prose(seed, name)
 
 
 def expected_content(messages: list[dict[str, Any]], schema: Any) -> dict[str, Any] | str:

@@ -36,6 +36,21 @@ EMPTY_CONTENT = "empty_content"
 MALFORMED_JSON = "malformed_json"
 EMPTY_FIELD = "empty_field"
 BACKEND_ERROR = "backend_error"
+# The token budget ran out mid-output: the same budget would cut it again, so it is not retried.
+TRUNCATED = "truncated"
+
+
+def _output_failure(reason: str, finish: str, text: str, prompt_tokens: int, completion_tokens: int) -> "_AttemptFailed":
+    truncated = finish == "length"
+    return _AttemptFailed(
+        TRUNCATED if truncated else reason,
+        f"finish_reason={finish}, content={text[:200]!r}",
+        retryable=not truncated,
+        text=text,
+        finish_reason=finish,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+    )
 
 
 class GeneratorUnavailable(RuntimeError):
@@ -318,15 +333,7 @@ class OllamaGenerator:
         completion_tokens = response.eval_count or 0
         parsed, reason = diagnose_json_output(text, request.schema)
         if reason is not None:
-            raise _AttemptFailed(
-                reason,
-                f"finish_reason={finish}, content={text[:200]!r}",
-                retryable=True,
-                text=text,
-                finish_reason=finish,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-            )
+            raise _output_failure(reason, finish, text, prompt_tokens, completion_tokens)
         return GenerationResult(
             text=text,
             parsed=parsed,
@@ -520,14 +527,8 @@ class LlamaCppGenerator:
         usage = out.get("usage") or {}
         parsed, reason = diagnose_json_output(text, request.schema)
         if reason is not None:
-            raise _AttemptFailed(
-                reason,
-                f"finish_reason={finish}, content={text[:200]!r}",
-                retryable=True,
-                text=text,
-                finish_reason=finish,
-                prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                completion_tokens=int(usage.get("completion_tokens", 0)),
+            raise _output_failure(
+                reason, finish, text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
             )
         return GenerationResult(
             text=text,

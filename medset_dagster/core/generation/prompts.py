@@ -86,7 +86,10 @@ SCENARIO_ANSWER = PromptTemplate(
         "You answer first-aid questions using only the reference text you are given. If the text "
         f"does not contain what is needed, or the question makes no sense, answer exactly {NULL_ANSWER}."
     ),
-    user="Reference text:\n{context}\n\nQuestion: {question}\n\nGive clear, practical steps drawn from the reference text.",
+    user=(
+        "Reference text:\n{context}\n\nQuestion: {question}\n\n"
+        "Give clear, practical steps drawn from the reference text, in at most four sentences."
+    ),
     output_field="answer",
     output_description=f"the answer grounded in the reference text, or {NULL_ANSWER}",
     params=GenerationParams(temperature=0.2, max_tokens=350),
