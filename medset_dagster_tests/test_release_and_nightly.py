@@ -9,10 +9,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, EnvVar, instance_for_test
+from dagster import EnvVar, RunRequest, SkipReason, build_run_status_sensor_context, instance_for_test
 
 from medset_dagster.defs.backends import EmbedderResource, GenerationSettings, GeneratorResource
 from medset_dagster.defs.freshness import stale_or_missing_with_downstream
+from medset_dagster.defs.jobs import NIGHTLY_TAG
 from medset_dagster.defs.profiles import SAMPLE_DATA
 from medset_dagster.defs.release import ReleaseSettings
 from medset_dagster.defs.sources import HubDatasets
@@ -60,6 +61,19 @@ def observe_and_build(defs, instance):
     return defs.resolve_job_def("build_dataset").execute_in_process(instance=instance)
 
 
+def nightly(defs, instance):
+    """The 02:00 schedule's observation run, then the sensor's decision on it."""
+    observed = defs.resolve_job_def("observe_sources").execute_in_process(instance=instance, tags={NIGHTLY_TAG: "true"})
+    context = build_run_status_sensor_context(
+        sensor_name="rebuild_stale_assets",
+        dagster_event=observed.get_run_success_event(),
+        dagster_instance=instance,
+        dagster_run=observed.dagster_run,
+        repository_def=defs.get_repository_def(),
+    )
+    return defs.get_sensor_def("rebuild_stale_assets")(context), observed
+
+
 def stale(defs, instance) -> set[str]:
     keys = stale_or_missing_with_downstream(instance, defs.resolve_asset_graph(), defs.resolve_job_def("build_dataset"))
     return {key.to_user_string() for key in keys}
@@ -71,21 +85,25 @@ def test_a_source_edit_marks_exactly_its_downstream_stale_and_the_night_rebuilds
         assert observe_and_build(defs, instance).success
         assert stale(defs, instance) == set()
 
-        # A night with no change: nothing stale, so nothing runs and no LLM call is made.
+        # A night with no change: the sensor skips, says so on the night's run, and no LLM call is made.
         calls = ollama.calls
-        assert defs.resolve_job_def("observe_sources").execute_in_process(instance=instance).success
-        assert stale(defs, instance) == set()
+        decision, night = nightly(defs, instance)
+        assert isinstance(decision, SkipReason)
+        assert instance.get_run_by_id(night.run_id).tags["medset/stale_assets"] == "0"
+        assert "0 LLM calls" in instance.get_run_by_id(night.run_id).tags["medset/verdict"]
 
         # Upstream changes one source: a new row in the diseases CSV.
         csv = mirrors / "QuyenAnhDE" / "Diseases_Symptoms" / "Diseases_Symptoms.csv"
         csv.write_text(csv.read_text() + '99,Tonsillitis,"Sore throat, fever and swollen tonsils",Rest and fluids\n')
-        assert defs.resolve_job_def("observe_sources").execute_in_process(instance=instance).success
+        decision, _ = nightly(defs, instance)
         expected = {"source_records/diseases_symptoms", "curated_dataset", "release_files", "dataset_card"}
         assert stale(defs, instance) == expected
+        assert isinstance(decision, RunRequest)
+        assert {key.to_user_string() for key in decision.asset_selection} == expected
 
         # The nightly rebuild materializes exactly that set, with no LLM call.
         result = defs.resolve_job_def("build_dataset").execute_in_process(
-            instance=instance, asset_selection=[AssetKey.from_user_string(k) for k in expected]
+            instance=instance, asset_selection=decision.asset_selection, tags=decision.tags
         )
         assert result.success
         assert materialized_keys(result) == expected

@@ -70,6 +70,8 @@ CHROMIUM_FLAGS = [
 UI_LOCAL_STORAGE = {"communityNux": '"1"', "dagster-nav-collapsed": "true"}
 # Zoom below which node labels get hard to read; the window grows (up to --max-*) to stay above it.
 MIN_READABLE_SCALE = 0.55
+# The window never shrinks below this, so the toolbar stays on one line.
+MIN_WINDOW = (1400, 800)
 
 T0 = time.monotonic()
 
@@ -344,6 +346,9 @@ GRAPH_STATE_JS = r"""
   };
   if (svg) {
     const vp = svg.parentElement.parentElement.getBoundingClientRect();
+    // The search/filter toolbar floats over the top of the graph viewport.
+    const bar = document.querySelector('input[placeholder^="Search and filter"]');
+    state.overlay = bar ? Math.max(0, bar.getBoundingClientRect().bottom + 8 - vp.y) : 60;
     const m = (svg.parentElement.style.transform || '').match(/matrix\(([^,]+)/);
     Object.assign(state, {
       graphW: parseFloat(svg.getAttribute('width')), graphH: parseFloat(svg.getAttribute('height')),
@@ -422,17 +427,22 @@ def fit_and_shoot(browser: Chromium, out: Path, args, timeout: float) -> dict:
     state = wait_for_graph(browser, timeout)
     if browser.js(HIDE_SIDEBAR_JS):
         state = wait_for_graph(browser, timeout)
-    # The viewport's margins (toolbar above, navigation left) stay the same when the window grows.
+    # The viewport's margins (title above, navigation left) stay the same when the window grows.
+    # Dagster centres the graph in the whole viewport, under the floating toolbar: keep that
+    # band free above and below.
     margin_x = browser.width - state["vpW"]
-    margin_y = browser.height - state["vpH"]
+    margin_y = browser.height - state["vpH"] + 2 * state["overlay"]
     gw, gh = state["graphW"], state["graphH"]
     # Dagster fits to the viewport at most at zoom 1; want at least MIN_READABLE_SCALE.
     fit = min(1.0, (browser.width - margin_x) / gw, (browser.height - margin_y) / gh)
     want = min(1.0, max(fit, MIN_READABLE_SCALE))
     width = int(min(args.max_width, max(browser.width, margin_x + gw * want + 40)))
     height = int(min(args.max_height, max(browser.height, margin_y + gh * want + 40)))
+    if fit >= 1.0:  # a small graph, drawn at full size: drop the empty margins around it
+        width = int(max(MIN_WINDOW[0], min(width, margin_x + gw + 160)))
+        height = int(max(MIN_WINDOW[1], min(height, margin_y + gh + 160)))
     if (width, height) != (browser.width, browser.height):
-        log(f"graph is {gw:.0f}x{gh:.0f} units; growing the window to {width}x{height}")
+        log(f"graph is {gw:.0f}x{gh:.0f} units; resizing the window to {width}x{height}")
         browser.resize(width, height)
         state = wait_for_graph(browser, timeout)
     point = browser.js(EMPTY_POINT_JS)

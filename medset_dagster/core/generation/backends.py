@@ -36,16 +36,15 @@ EMPTY_CONTENT = "empty_content"
 MALFORMED_JSON = "malformed_json"
 EMPTY_FIELD = "empty_field"
 BACKEND_ERROR = "backend_error"
-# The token budget ran out mid-output: the same budget would cut it again, so it is not retried.
+# The token budget ran out mid-output. Retried: another seed often gives a shorter answer.
 TRUNCATED = "truncated"
 
 
 def _output_failure(reason: str, finish: str, text: str, prompt_tokens: int, completion_tokens: int) -> "_AttemptFailed":
-    truncated = finish == "length"
     return _AttemptFailed(
-        TRUNCATED if truncated else reason,
+        TRUNCATED if finish == "length" else reason,
         f"finish_reason={finish}, content={text[:200]!r}",
-        retryable=not truncated,
+        retryable=True,
         text=text,
         finish_reason=finish,
         prompt_tokens=prompt_tokens,
