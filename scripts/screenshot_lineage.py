@@ -169,7 +169,9 @@ def dagster_dev(port: int, timeout: float):
             if proc.poll() is not None:
                 raise RuntimeError(f"dagster dev exited with {proc.returncode}; see {logfile.name}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"dagster dev not ready after {timeout:.0f}s; see {logfile.name}")
+                raise TimeoutError(
+                    f"dagster dev not ready after {timeout:.0f}s; see {logfile.name}"
+                )
 
         while True:
             check_alive()
@@ -196,7 +198,9 @@ def dagster_dev(port: int, timeout: float):
         for e in entries:
             loc = e["locationOrLoadError"] or {}
             if loc.get("__typename") != "RepositoryLocation":
-                raise RuntimeError(f"code location {e['name']} failed to load:\n{loc.get('message')}")
+                raise RuntimeError(
+                    f"code location {e['name']} failed to load:\n{loc.get('message')}"
+                )
         log(f"code location(s) loaded: {', '.join(e['name'] for e in entries)}")
         ok = True
         yield base
@@ -397,7 +401,8 @@ def wait_for_graph(browser: Chromium, timeout: float, settle: float = 2.0) -> di
         state = browser.js(GRAPH_STATE_JS)
         if state and state.get("error"):
             raise RuntimeError(f"the UI shows an error: {state['error']}")
-        ready = state and state["hasGraph"] and (state["nodes"] or state["groups"]) and not state["spinners"]
+        drawn = state and (state["nodes"] or state["groups"])
+        ready = drawn and state["hasGraph"] and not state["spinners"]
         key = state and (state["nodes"], state["groups"], state.get("graphW"), state.get("graphH"),
                          state.get("scale"), state["url"])  # fmt: skip
         if ready and key == last:
@@ -406,7 +411,9 @@ def wait_for_graph(browser: Chromium, timeout: float, settle: float = 2.0) -> di
         else:
             last, stable_since = key, time.monotonic()
         if time.monotonic() > deadline:
-            raise TimeoutError(f"asset graph did not render within {timeout:.0f}s (last state: {state})")
+            raise TimeoutError(
+                f"asset graph did not render within {timeout:.0f}s (last state: {state})"
+            )
         time.sleep(0.5)
 
 
@@ -461,7 +468,7 @@ def fit_and_shoot(browser: Chromium, out: Path, args, timeout: float) -> dict:
 
 def shoot_global_graph(browser: Chromium, base: str, out: Path, args) -> str:
     browser.navigate(f"{base}/asset-groups")
-    state = wait_for_graph(browser, args.render_timeout)
+    wait_for_graph(browser, args.render_timeout)
     # Large graphs open with every group collapsed. Alt+E is the UI's "Expand all groups"; it puts
     # the expanded groups into the URL (?expanded=...). Only offered when there are 2+ groups.
     browser.js("document.activeElement && document.activeElement.blur(); window.focus()")

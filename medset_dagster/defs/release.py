@@ -1,5 +1,6 @@
 """Release: the dataset card and build manifest, then the publish to the Hub (group `release`)."""
 
+import inspect
 import json
 from pathlib import Path
 from typing import Optional
@@ -15,6 +16,9 @@ from dagster import (
     asset,
 )
 
+from medset_dagster.core import build_manifest as build_manifest_module
+from medset_dagster.core import dataset_card as dataset_card_module
+from medset_dagster.core import hub_publish, licensing
 from medset_dagster.core.build_manifest import (
     DocumentEntry,
     GenerationInfo,
@@ -25,6 +29,7 @@ from medset_dagster.core.build_manifest import (
     write_manifest,
 )
 from medset_dagster.core.curation import CurationPolicy
+from medset_dagster.core.hashing import sha256_text
 from medset_dagster.core.dataset_card import CardInputs, excluded_sources, render_card
 from medset_dagster.core.hub_publish import HubPublishError, publish_release
 from medset_dagster.core.licensing import LicenceConflictError, derive_release_licence
@@ -88,6 +93,7 @@ def _retrieval_info(storage: PipelineStorage) -> Optional[RetrievalInfo]:
     group_name="release",
     kinds={"markdown"},
     description="The dataset card (README.md with charts) and build.json, after a licence check over the sources included.",
+    code_version=sha256_text("".join(inspect.getsource(m) for m in (dataset_card_module, build_manifest_module, licensing)))[:16],
 )
 def dataset_card(context: AssetExecutionContext, release_settings: ReleaseSettings, storage: PipelineStorage) -> MaterializeResult:
     dataset = pl.read_parquet(storage.curated_path)
@@ -171,6 +177,7 @@ def dataset_card(context: AssetExecutionContext, release_settings: ReleaseSettin
     group_name="release",
     kinds={"huggingface"},
     description="One atomic commit of the release to the Hub repo in MEDSET_HUB_REPO, tagged; a dry run without one.",
+    code_version=sha256_text(inspect.getsource(hub_publish))[:16],
 )
 def hub_release(context: AssetExecutionContext, release_settings: ReleaseSettings, storage: PipelineStorage) -> MaterializeResult:
     manifest = _json(storage.release_dir / "build.json")

@@ -23,7 +23,7 @@ from dagster import (
     asset_check,
 )
 
-from medset_dagster.core import chunking, embedding_cache, pdf_text, vector_index
+from medset_dagster.core import chunking, embedding_cache, pdf_corpus, pdf_text, vector_index
 from medset_dagster.core.chunking import chunk_document
 from medset_dagster.core.embedders import EmbeddingBackendError
 from medset_dagster.core.embedding_cache import EmbeddingCache, embed_with_cache
@@ -86,6 +86,7 @@ def _index_dir(storage: PipelineStorage) -> Path:
     group_name="retrieval",
     kinds={"pdf"},
     description="The emergency-care PDFs, each verified against its pinned SHA-256.",
+    code_version=sha256_text(inspect.getsource(pdf_corpus))[:16],
     retry_policy=NETWORK_RETRY,
 )
 def emergency_care_documents(context: AssetExecutionContext, document_corpus: DocumentCorpus, storage: PipelineStorage) -> MaterializeResult:

@@ -8,8 +8,9 @@ Record sources (`source_records/<id>`) write the dataset's rows; LLM sources
 import inspect
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import polars as pl
 from dagster import (
@@ -161,52 +162,50 @@ def _load_and_map(context: AssetExecutionContext, spec: SourceSpec, hub: HubData
     return mapped, stats, time.perf_counter() - started
 
 
-def source_records_asset(spec: SourceSpec) -> AssetsDefinition:
+@dataclass(frozen=True)
+class SourceOutput:
+    """What a Hub source's asset writes: finished records, or items for its LLM task."""
+
+    key_prefix: str
+    what: str
+    finish: Callable[[pl.DataFrame, str], pl.DataFrame]
+    paths: Callable[[PipelineStorage, str], tuple[Path, Path]]
+
+
+RECORDS = SourceOutput(
+    "source_records",
+    "mapped to input/context/output/source",
+    with_source,
+    lambda storage, source_id: (storage.records_path(source_id), storage.records_stats_path(source_id)),
+)
+GENERATION_INPUTS = SourceOutput(
+    "generation_inputs",
+    "normalised into items for its LLM task",
+    with_item_ids,
+    lambda storage, source_id: (storage.generation_inputs_path(source_id), storage.generation_inputs_stats_path(source_id)),
+)
+
+
+def hub_source_asset(spec: SourceSpec, output: SourceOutput) -> AssetsDefinition:
     @asset(
         name=spec.source_id,
-        key_prefix="source_records",
+        key_prefix=output.key_prefix,
         group_name="sources",
         deps=[observation_key(spec)],
         kinds={"huggingface", "polars", "parquet"},
-        description=f"{spec.description}. `{spec.hub_repo}` mapped to input/context/output/source.",
+        description=f"{spec.description}. `{spec.hub_repo}` {output.what}.",
         code_version=_code_version(spec),
         retry_policy=NETWORK_RETRY,
         tags={"source": spec.source_id},
     )
     def _asset(context: AssetExecutionContext, hub_datasets: HubDatasets, storage: PipelineStorage) -> MaterializeResult:
-        records, stats, seconds = _load_and_map(context, spec, hub_datasets, storage)
-        records = with_source(records, spec.source_id)
-        path = storage.records_path(spec.source_id)
-        records.write_parquet(path)
-        storage.records_stats_path(spec.source_id).write_text(stats.to_json())
+        mapped, stats, seconds = _load_and_map(context, spec, hub_datasets, storage)
+        frame = output.finish(mapped, spec.source_id)
+        path, stats_path = output.paths(storage, spec.source_id)
+        frame.write_parquet(path)
+        stats_path.write_text(stats.to_json())
         return MaterializeResult(
-            metadata=_source_metadata(spec, stats, records, path, seconds),
-            data_version=DataVersion(sha256_file(path)),
-        )
-
-    return _asset
-
-
-def generation_inputs_asset(spec: SourceSpec) -> AssetsDefinition:
-    @asset(
-        name=spec.source_id,
-        key_prefix="generation_inputs",
-        group_name="sources",
-        deps=[observation_key(spec)],
-        kinds={"huggingface", "polars", "parquet"},
-        description=f"{spec.description}. `{spec.hub_repo}` normalised into items for its LLM task.",
-        code_version=_code_version(spec),
-        retry_policy=NETWORK_RETRY,
-        tags={"source": spec.source_id},
-    )
-    def _asset(context: AssetExecutionContext, hub_datasets: HubDatasets, storage: PipelineStorage) -> MaterializeResult:
-        items, stats, seconds = _load_and_map(context, spec, hub_datasets, storage)
-        items = with_item_ids(items, spec.source_id)
-        path = storage.generation_inputs_path(spec.source_id)
-        items.write_parquet(path)
-        storage.generation_inputs_stats_path(spec.source_id).write_text(stats.to_json())
-        return MaterializeResult(
-            metadata=_source_metadata(spec, stats, items, path, seconds),
+            metadata=_source_metadata(spec, stats, frame, path, seconds),
             data_version=DataVersion(sha256_file(path)),
         )
 
@@ -214,8 +213,8 @@ def generation_inputs_asset(spec: SourceSpec) -> AssetsDefinition:
 
 
 HUB_OBSERVATIONS = [hub_dataset_observation(spec) for spec in hub_sources()]
-SOURCE_RECORD_ASSETS = [source_records_asset(spec) for spec in record_sources()]
-GENERATION_INPUT_ASSETS = [generation_inputs_asset(spec) for spec in generation_input_sources()]
+SOURCE_RECORD_ASSETS = [hub_source_asset(spec, RECORDS) for spec in record_sources()]
+GENERATION_INPUT_ASSETS = [hub_source_asset(spec, GENERATION_INPUTS) for spec in generation_input_sources()]
 
 
 # Named on the card, never loaded: shown in the UI with the reason rather than left as silent gaps.
