@@ -254,3 +254,53 @@ def test_secrets_never_appear_in_logs_events_metadata_config_or_card(tmp_path, o
     everything = "\n".join(texts)
     assert CANARY_HF not in everything
     assert CANARY_COHERE not in everything
+
+
+def test_revision_policy_pinned_reports_an_upstream_move_and_track_follows_it(tmp_path):
+    from medset_dagster.core.registry import SOURCES_BY_ID
+
+    spec = SOURCES_BY_ID["medicationqa"]
+    storage = PipelineStorage(data_dir=str(tmp_path / "data"))
+    with HubServer() as hub:
+        head = hub.add_repo(spec.hub_repo, {"data/train-00000-of-00001.parquet": b"x"})
+        pinned = HubDatasets(endpoint=hub.endpoint)
+        version, metadata = pinned.observe(spec)
+        assert version == spec.revision  # the data does not change ...
+        assert metadata["upstream_moved"] is True and metadata["hub_head"] == head  # ... but the UI says so
+        assert pinned.revision_to_load(spec, storage) == spec.revision
+
+        tracking = HubDatasets(endpoint=hub.endpoint, track=["medicationqa"])
+        version, metadata = tracking.observe(spec)
+        assert version == head and metadata["policy"] == "track"
+        storage.path("observations", "medicationqa.json").write_text(json.dumps({"data_version": version}))
+        assert tracking.revision_to_load(spec, storage) == head
+
+
+def test_changing_one_prompt_regenerates_that_task_only(tmp_path, ollama, monkeypatch):
+    from dataclasses import replace
+
+    from medset_dagster.core.generation import prompts, tasks
+
+    defs, _, _ = definitions(tmp_path, ollama.url)
+    with instance_for_test(temp_dir=home(tmp_path)) as instance:
+        assert observe_and_build(defs, instance).success
+        chats = lambda: [r for r in ollama.requests if r.path == "/api/chat"]  # noqa: E731 (readiness probes aside)
+        before = len(chats())
+        assert defs.resolve_job_def("build_dataset").execute_in_process(instance=instance).success
+        assert len(chats()) == before, "an unchanged rebuild is served from the cache"
+
+        changed = replace(prompts.SYMPTOM_DIAGNOSIS, system="You are a senior doctor speaking to a colleague.")
+        monkeypatch.setattr(tasks, "SYMPTOM_DIAGNOSIS", changed)
+        monkeypatch.setitem(prompts.TASK_TEMPLATES, "symptom_to_diagnosis", (changed,))
+        defs, _, _ = definitions(tmp_path, ollama.url)  # code versions follow the prompt hash
+        assert stale(defs, instance) == {
+            "symptom_diagnoses",
+            "source_records/symptom_to_diagnosis",
+            "curated_dataset",
+            "release_files",
+            "dataset_card",
+        }
+        assert defs.resolve_job_def("build_dataset").execute_in_process(instance=instance).success
+        new = chats()[before:]
+        assert len(new) == 5  # max_items_per_task symptom items, nothing else
+        assert all(r.body["messages"][0]["content"] == changed.system for r in new)
