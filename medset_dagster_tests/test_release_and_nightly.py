@@ -171,7 +171,7 @@ def test_publish_commits_exactly_the_release_then_makes_no_second_commit(built):
 
 
 def test_a_5xx_on_commit_leaves_no_partial_release_and_the_retry_succeeds(built):
-    hub, storage = built["hub"], built["storage"]
+    hub = built["hub"]
     # Change the content so there is something to commit: a stricter length bound.
     before = hub.head_sha(REPO) if hub.has_repo(REPO) else None
     hub.fail_next("commit", status=500)

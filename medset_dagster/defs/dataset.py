@@ -8,7 +8,6 @@ from typing import Literal, Sequence
 
 import polars as pl
 from dagster import (
-    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,

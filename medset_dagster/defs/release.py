@@ -57,7 +57,7 @@ def _json(path: Path, default=None):
     return json.loads(path.read_text()) if path.exists() else default
 
 
-def _generation_info(storage: PipelineStorage, settings_cap: Optional[int]) -> Optional[GenerationInfo]:
+def _generation_info(storage: PipelineStorage) -> Optional[GenerationInfo]:
     runs = [_json(p) for p in sorted(storage.root.glob("synthetic/*/generation.json"))]
     runs = [r for r in runs if r]
     if not runs:
@@ -129,7 +129,7 @@ def dataset_card(context: AssetExecutionContext, release_settings: ReleaseSettin
         DocumentEntry(doc_id=d["doc_id"], filename=d["filename"], sha256=d["sha256"], licence=d["licence"], title=d["title"])
         for d in documents
     ]
-    generation = _generation_info(storage, None)
+    generation = _generation_info(storage)
     retrieval = _retrieval_info(storage)
     policy = CurationPolicy(**report["policy"])
     card = CardInputs(

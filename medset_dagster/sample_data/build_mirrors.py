@@ -41,7 +41,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HUB = Path(__file__).resolve().parent / "hub"
 MIN_CHARS, MAX_CHARS = 10, 1500  # the card's length bounds on input and output
