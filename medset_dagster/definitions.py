@@ -2,7 +2,7 @@
 
 from typing import Mapping
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from medset_dagster.core.registry import record_sources
 from medset_dagster.defs.dataset import CURATED_DATASET_CHECKS, curated_dataset_asset, release_files
@@ -41,6 +41,9 @@ def make_definitions(profile: str, resource_overrides: Mapping[str, object] | No
         schedules=schedules,
         sensors=sensors,
         resources={**resources_for(profile), **(resource_overrides or {})},
+        # UI materializations too run their steps in one process: on 2 cores a process per step
+        # spends 7-10 s importing dagster, datasets and faiss, more than most steps take.
+        executor=in_process_executor,
     )
 
 
