@@ -171,15 +171,6 @@ def source_entries(
     ]
 
 
-def document_entries(specs: Sequence[Any], sha256_by_doc: Mapping[str, str]) -> list[DocumentEntry]:
-    """`pdf_corpus.DocumentSpec`s that were used, with the hash of the file actually read."""
-    return [
-        DocumentEntry(doc_id=s.doc_id, filename=s.filename, sha256=sha256_by_doc[s.doc_id], licence=s.licence, title=s.title)
-        for s in specs
-        if s.doc_id in sha256_by_doc
-    ]
-
-
 def generation_task(task: str, items_requested: int, items_kept: int, *, max_tokens_cap: int | None = None) -> GenerationTask:
     """A task's record from `prompts.TASK_TEMPLATES`, with the profile's token cap applied as sent."""
     from medset_dagster.core.generation.prompts import TASK_TEMPLATES, task_version

@@ -17,6 +17,7 @@ from typing import Iterable, Literal
 
 import polars as pl
 
+from medset_dagster.core import markdown
 from medset_dagster.core.records import as_records
 
 Policy = Literal["card", "published"]
@@ -119,9 +120,5 @@ def funnel_table(source_stats: Iterable[dict], stage_counts: pl.DataFrame, datas
     return pl.concat([table, total])
 
 
-def funnel_markdown(table: pl.DataFrame) -> str:
-    header = "| " + " | ".join(table.columns) + " |"
-    lines = [header, "|" + "---|" * len(table.columns)]
-    for row in table.iter_rows():
-        lines.append("| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in row) + " |")
-    return "\n".join(lines)
+def funnel_markdown(funnel: pl.DataFrame) -> str:
+    return markdown.table(funnel.columns, funnel.rows())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from medset_dagster.core.build_manifest import (
 from medset_dagster.core.curation import FUNNEL_STAGES
 from medset_dagster.core.export import DATA_DIR, JSON_NAME
 from medset_dagster.core.licensing import LicenceDecision, classify_licence
+from medset_dagster.core.markdown import Raw, table
 
 README_NAME = "README.md"
 SOURCE_MIX_IMAGE = "images/source_mix.png"
@@ -99,7 +100,7 @@ class CardInputs:
     licence: LicenceDecision
     sources: list[SourceEntry]  # per source: repo, config, revision, licence, rows, description
     excluded: list[ExcludedSource]
-    funnel: list[dict[str, Any]]  # curation.funnel_table(...).to_dicts(): source + FUNNEL_STAGES, TOTAL last
+    funnel: list[dict[str, Any]]  # curation.funneltable(...).to_dicts(): source + FUNNEL_STAGES, TOTAL last
     policy: dict[str, Any]  # curation policy: name, seed, min_chars, max_chars (a CurationPolicy is accepted)
     generation: GenerationInfo | None
     retrieval: RetrievalInfo | None
@@ -182,11 +183,6 @@ def _card_data(card: CardInputs, rows: int) -> Any:
     )
 
 
-def card_metadata(card: CardInputs, rows: int) -> dict[str, Any]:
-    """The YAML header as a dict."""
-    return _card_data(card, rows).to_dict()
-
-
 def card_header(card: CardInputs, rows: int) -> str:
     return "---\n" + _card_data(card, rows).to_yaml().rstrip("\n") + "\n---\n"
 
@@ -195,45 +191,22 @@ def card_header(card: CardInputs, rows: int) -> str:
 # Markdown body
 
 
-def _cell(value: Any) -> str:
-    """A Markdown table cell: pipes escaped, newlines flattened, ints with thousands separators."""
-    if value is None or value == "":
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(v) if not isinstance(v, _Raw) else v.text for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class _Raw:
-    """Cell text already in Markdown (links), not escaped."""
-
-    text: str
-
 
 def _is_commit(revision: str | None) -> bool:
     return bool(revision and re.fullmatch(r"[0-9a-f]{40}", revision))
 
 
-def _repo_link(repo: str | None) -> _Raw | str:
-    return _Raw(f"[{repo}]({HUB}/datasets/{repo})") if repo else "generated here (RAG over the PDFs)"
+def _repo_link(repo: str | None) -> Raw | str:
+    return Raw(f"[{repo}]({HUB}/datasets/{repo})") if repo else "generated here (RAG over the PDFs)"
 
 
-def _revision_link(repo: str | None, revision: str | None) -> _Raw | str | None:
+def _revision_link(repo: str | None, revision: str | None) -> Raw | str | None:
     if not revision:
         return None
     short = revision[:7]
     if repo and _is_commit(revision):
-        return _Raw(f"[`{short}`]({HUB}/datasets/{repo}/tree/{revision})")
-    return _Raw(f"`{short}`")
+        return Raw(f"[`{short}`]({HUB}/datasets/{repo}/tree/{revision})")
+    return Raw(f"`{short}`")
 
 
 def _summary(card: CardInputs, dataset: pl.DataFrame) -> str:
@@ -316,7 +289,7 @@ def _licence(card: CardInputs) -> str:
             "acknowledged when the release was built, rather than these sources being dropped, so this card "
             f"states it: **rows from these sources are not available under {licence}**; they keep their own terms.",
             "",
-            _table(["source", "its licence", "why it conflicts"], [(s, lic, why) for s, lic, why in decision.conflicts]),
+            table(["source", "its licence", "why it conflicts"], [(s, lic, why) for s, lic, why in decision.conflicts]),
         ]
     elif licence == "other":
         lines += [
@@ -357,7 +330,7 @@ def _sources(card: CardInputs) -> str:
     header += ["description"]
     rows = []
     for s in card.sources:
-        row: list[Any] = [_Raw(f"`{s.source_id}`"), _repo_link(s.hub_repo), s.config,
+        row: list[Any] = [Raw(f"`{s.source_id}`"), _repo_link(s.hub_repo), s.config,
                           _revision_link(s.hub_repo, s.revision), s.licence, s.rows]
         row += [s.published_rows] if show_published else []
         rows.append([*row, s.description])
@@ -365,7 +338,7 @@ def _sources(card: CardInputs) -> str:
     total += [sum(s.published_rows or 0 for s in card.sources)] if show_published else []
     rows.append([*total, ""])
     lines = ["## Sources", "", "Train split only. `rows` is the number of rows each source has in this release.", "",
-             _table(header, rows)]
+             table(header, rows)]
     moved = [s for s in card.sources if s.revision_observed and s.revision and s.revision_observed != s.revision]
     if moved:
         lines += ["", "Revisions that have moved on the Hub since (this release used the pinned one):", ""]
@@ -381,8 +354,8 @@ def _sources(card: CardInputs) -> str:
             "",
             "Named on the published card but not part of its build, so not part of this one either:",
             "",
-            _table(["source", "Hub repo", "why excluded"],
-                   [(_Raw(f"`{e.source_id}`"), _repo_link(e.hub_repo), e.reason) for e in card.excluded]),
+            table(["source", "Hub repo", "why excluded"],
+                   [(Raw(f"`{e.source_id}`"), _repo_link(e.hub_repo), e.reason) for e in card.excluded]),
         ]
     return "\n".join(lines)
 
@@ -415,7 +388,7 @@ def _curation(card: CardInputs) -> str:
     for row in card.funnel:
         label = row.get("source", "")
         cells = [int(row.get(stage, 0) or 0) for stage in stages]
-        rows.append([_Raw(f"**{label}**") if label == "TOTAL" else _Raw(f"`{label}`"), *cells])
+        rows.append([Raw(f"**{label}**") if label == "TOTAL" else Raw(f"`{label}`"), *cells])
     lines = [
         "## Curation",
         "",
@@ -425,7 +398,7 @@ def _curation(card: CardInputs) -> str:
         "`mapped` turned into records; `after_source_dedup` kept by the source's own rules; then the global dedup, "
         "the length filter, and `final` rows in the release.",
         "",
-        _table(["source", *stages], rows) if rows else "_No funnel recorded._",
+        table(["source", *stages], rows) if rows else "_No funnel recorded._",
         "",
         f"![Rows per source]({SOURCE_MIX_IMAGE})",
         "",
@@ -467,9 +440,9 @@ def _generation(card: CardInputs) -> str:
     for task in gen.tasks:
         templates = "; ".join(f"`{name}` `{version}`" for name, version in task.templates.items())
         params = "; ".join(f"`{name}`: {_params_words(p)}" for name, p in task.parameters.items())
-        rows.append([_Raw(f"`{task.task}`"), _Raw(f"`{task.template_version}`"), _Raw(templates or "–"),
+        rows.append([Raw(f"`{task.task}`"), Raw(f"`{task.template_version}`"), Raw(templates or "–"),
                      params, task.items_requested, task.items_kept])
-    lines.append(_table(["task", "task hash", "templates", "parameters", "requested", "kept"], rows)
+    lines.append(table(["task", "task hash", "templates", "parameters", "requested", "kept"], rows)
                  if rows else "_No generation task produced rows._")
     return "\n".join(lines)
 
@@ -481,8 +454,8 @@ def _retrieval(card: CardInputs) -> str:
         return "\n".join(lines + ["No retrieval was part of this build."])
     lines += ["The first-aid scenario answers are grounded in passages retrieved from these documents, each "
               "pinned by SHA-256:", ""]
-    lines.append(_table(["document", "file", "sha256", "licence"],
-                        [(d.title or d.doc_id, _Raw(f"`{d.filename}`"), _Raw(f"`{d.sha256}`"), d.licence)
+    lines.append(table(["document", "file", "sha256", "licence"],
+                        [(d.title or d.doc_id, Raw(f"`{d.filename}`"), Raw(f"`{d.sha256}`"), d.licence)
                          for d in card.documents]) if card.documents else "_No documents recorded._")
     if ret is not None:
         emb = ret.embedder

@@ -5,11 +5,6 @@ from __future__ import annotations
 import polars as pl
 
 RECORD_COLUMNS: tuple[str, ...] = ("input", "context", "output", "source")
-RECORD_SCHEMA = pl.Schema({name: pl.String for name in RECORD_COLUMNS})
-
-
-def empty_records() -> pl.DataFrame:
-    return pl.DataFrame(schema=RECORD_SCHEMA)
 
 
 def as_records(frame: pl.DataFrame) -> pl.DataFrame:

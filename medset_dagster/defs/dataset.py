@@ -27,7 +27,7 @@ from medset_dagster.core.curation import CurationPolicy, curate, funnel_markdown
 from medset_dagster.core.hashing import sha256_file, sha256_text
 from medset_dagster.core.registry import DATASET_SOURCE_IDS, SOURCES_BY_ID
 from medset_dagster.core.source_records import SourceStats
-from medset_dagster.defs.metadata import table_metadata
+from medset_dagster.defs.metadata import files_table, table_metadata
 from medset_dagster.defs.storage import PipelineStorage
 
 CURATED_DATASET = AssetKey("curated_dataset")
@@ -178,13 +178,10 @@ CURATED_DATASET_CHECKS = [exact_schema, registered_sources, no_duplicates, lengt
 def release_files(context: AssetExecutionContext, config: ReleaseConfig, storage: PipelineStorage) -> MaterializeResult:
     dataset = pl.read_parquet(storage.curated_path)
     files = export.write_release_data(dataset, storage.release_dir, config.max_rows_per_shard)
-    listing = "| file | bytes | sha256 |\n|---|---|---|\n" + "\n".join(
-        f"| {f.path} | {f.bytes:,} | `{f.sha256[:16]}` |" for f in files
-    )
     return MaterializeResult(
         metadata={
             "dagster/row_count": dataset.height,
-            "files": MetadataValue.md(listing),
+            "files": files_table((f.path, f.bytes, f.sha256) for f in files),
             "release_dir": MetadataValue.path(str(storage.release_dir)),
             "shards": len(files) - 1,
         },

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 import polars as pl
 from dagster import MetadataValue, TableColumn, TableSchema
 
+from medset_dagster.core import markdown
 from medset_dagster.core.records import markdown_preview
 
 
@@ -23,9 +25,15 @@ def table_metadata(frame: pl.DataFrame, path: Path, preview_rows: int = 5) -> di
 
 def drop_metadata(dropped: dict[str, int]) -> dict:
     """Total dropped, a table of reasons, and one plottable number per reason."""
-    table = "| reason | rows |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in sorted(dropped.items()))
+    reasons = markdown.table(["reason", "rows"], sorted(dropped.items()))
     return {
         "rows_dropped": sum(dropped.values()),
-        "drop_reasons": MetadataValue.md(table if dropped else "_none_"),
+        "drop_reasons": MetadataValue.md(reasons if dropped else "_none_"),
         **{f"dropped/{reason}": count for reason, count in sorted(dropped.items())},
     }
+
+
+def files_table(files: Iterable[tuple[str, int, str]]) -> MetadataValue:
+    """Release files as (path, bytes, sha256) rows."""
+    rows = [(path, size, markdown.Raw(f"`{sha256[:16]}`")) for path, size, sha256 in files]
+    return MetadataValue.md(markdown.table(["file", "bytes", "sha256"], rows))

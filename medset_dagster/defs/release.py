@@ -35,6 +35,7 @@ from medset_dagster.core.hub_publish import HubPublishError, publish_release
 from medset_dagster.core.licensing import LicenceConflictError, derive_release_licence
 from medset_dagster.core.registry import SOURCES_BY_ID
 from medset_dagster.defs.dataset import release_files
+from medset_dagster.defs.metadata import files_table
 from medset_dagster.defs.storage import PipelineStorage
 
 RAG_SOURCE = "extreme_firstaid_qa_dataset"
@@ -194,15 +195,12 @@ def hub_release(context: AssetExecutionContext, release_settings: ReleaseSetting
         )
     except HubPublishError as error:
         raise Failure(description=str(error), allow_retries=getattr(error, "transient", False)) from error
-    listing = "| file | bytes | sha256 |\n|---|---|---|\n" + "\n".join(
-        f"| {f.path} | {f.size:,} | `{f.sha256[:16]}` |" for f in outcome.files
-    )
     metadata = {
         "status": outcome.status,
         "repo_id": outcome.repo_id or "(dry run: set MEDSET_HUB_REPO to publish)",
         "tag": outcome.tag or tag,
         "content_hash": outcome.content_hash,
-        "files": MetadataValue.md(listing),
+        "files": files_table((f.path, f.size, f.sha256) for f in outcome.files),
         "release_dir": MetadataValue.path(str(storage.release_dir)),
     }
     if outcome.commit_url:

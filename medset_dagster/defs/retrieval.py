@@ -23,7 +23,7 @@ from dagster import (
     asset_check,
 )
 
-from medset_dagster.core import chunking, embedding_cache, pdf_corpus, pdf_text, vector_index
+from medset_dagster.core import chunking, embedding_cache, markdown, pdf_corpus, pdf_text, vector_index
 from medset_dagster.core.chunking import chunk_document
 from medset_dagster.core.embedders import EmbeddingBackendError
 from medset_dagster.core.embedding_cache import EmbeddingCache, embed_with_cache
@@ -100,8 +100,9 @@ def emergency_care_documents(context: AssetExecutionContext, document_corpus: Do
         for spec, path in fetched
     ]
     _documents_file(storage).write_text(json.dumps(documents, indent=2))
-    table = "| document | file | sha256 | licence |\n|---|---|---|---|\n" + "\n".join(
-        f"| {d['title']} | {d['filename']} | `{d['sha256'][:16]}` | {d['licence']} |" for d in documents
+    table = markdown.table(
+        ["document", "file", "sha256", "licence"],
+        [(d["title"], d["filename"], markdown.Raw(f"`{d['sha256'][:16]}`"), d["licence"]) for d in documents],
     )
     return MaterializeResult(
         metadata={"documents": len(documents), "dagster/row_count": len(documents), "files": MetadataValue.md(table)},

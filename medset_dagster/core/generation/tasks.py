@@ -31,7 +31,7 @@ from medset_dagster.core.generation.prompts import (
 from medset_dagster.core.generation.runner import GenerationItem, GenerationReport, run_generation
 from medset_dagster.core.hashing import sha256_json
 
-RECORD_SCHEMA = {"item_id": pl.String, "input": pl.String, "context": pl.String, "output": pl.String}
+GENERATED_SCHEMA = {"item_id": pl.String, "input": pl.String, "context": pl.String, "output": pl.String}
 MAX_OUTPUT_CHARS = 6000
 MIN_OUTPUT_CHARS = 10
 
@@ -144,7 +144,7 @@ def _validated(
 
 
 def _records(rows: Iterable[dict]) -> pl.DataFrame:
-    return pl.DataFrame(list(rows), schema=RECORD_SCHEMA)
+    return pl.DataFrame(list(rows), schema=GENERATED_SCHEMA)
 
 
 def _single_stage(
