@@ -27,9 +27,9 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medset_dagster.core.curation import CurationPolicy, curate  # noqa: E402
-from medset_dagster.core.export import write_release_data  # noqa: E402
-from medset_dagster.core.registry import DATASET_SOURCE_IDS, SOURCES_BY_ID  # noqa: E402
+from medset_dagster.dataset.curation import CurationPolicy, curate  # noqa: E402
+from medset_dagster.release.export import write_release_data  # noqa: E402
+from medset_dagster.sources.registry import DATASET_SOURCE_IDS, SOURCES_BY_ID  # noqa: E402
 
 WORDS = np.array(
     "patient fever cough pain chest acute chronic dose mg treatment diagnosis blood pressure burn wound "

@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from medset_dagster.core.generation import (  # noqa: E402
+from medset_dagster.generation import (  # noqa: E402
     GenerationCache,
     GenerationItem,
     GenerationParams,

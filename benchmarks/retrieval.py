@@ -27,8 +27,12 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without installing the package
 
-from medset_dagster.core.embedders import COHERE_MAX_BATCH, PUBLISHED_BATCH_SIZE, l2_normalise  # noqa: E402
-from medset_dagster.core.vector_index import build_index  # noqa: E402
+from medset_dagster.retrieval.embedders import (  # noqa: E402
+    COHERE_MAX_BATCH,
+    PUBLISHED_BATCH_SIZE,
+    l2_normalise,
+)
+from medset_dagster.retrieval.vector_index import build_index  # noqa: E402
 
 TARGET_SPEEDUP = 3.0
 

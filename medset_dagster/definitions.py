@@ -4,14 +4,23 @@ from typing import Mapping
 
 from dagster import Definitions, in_process_executor
 
-from medset_dagster.core.registry import record_sources
-from medset_dagster.defs.dataset import CURATED_DATASET_CHECKS, curated_dataset_asset, release_files
+from medset_dagster.defs.dataset import (
+    CURATED_DATASET_CHECKS,
+    curated_dataset_asset,
+    release_files,
+)
 from medset_dagster.defs.jobs import build_jobs
 from medset_dagster.defs.profiles import active_profile, resources_for
-from medset_dagster.defs.retrieval import RETRIEVAL_ASSETS, RETRIEVAL_CHECKS
 from medset_dagster.defs.release import RELEASE_ASSETS
-from medset_dagster.defs.sources import EXCLUDED_SOURCE_SPECS, GENERATION_INPUT_ASSETS, HUB_OBSERVATIONS, SOURCE_RECORD_ASSETS
+from medset_dagster.defs.retrieval import RETRIEVAL_ASSETS, RETRIEVAL_CHECKS
+from medset_dagster.defs.sources import (
+    EXCLUDED_SOURCE_SPECS,
+    GENERATION_INPUT_ASSETS,
+    HUB_OBSERVATIONS,
+    SOURCE_RECORD_ASSETS,
+)
 from medset_dagster.defs.synthetic import TASKS, synthetic_assets
+from medset_dagster.sources.registry import record_sources
 
 
 def make_definitions(profile: str, resource_overrides: Mapping[str, object] | None = None) -> Definitions:

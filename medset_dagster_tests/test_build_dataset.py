@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 from dagster import AssetKey, DagsterInstance, instance_for_test
 
+from medset_dagster.definitions import make_definitions
 from medset_dagster.defs.backends import GenerationSettings, GeneratorResource
 from medset_dagster.defs.storage import PipelineStorage
-from medset_dagster.definitions import make_definitions
 from medset_dagster_tests.servers.ollama_server import FakeOllamaServer
 
 # Expected rows per source after curation, from the deliberate bad rows of the sample mirrors

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from medset_dagster.core.build_manifest import (
+from medset_dagster.common.hashing import sha256_file
+from medset_dagster.dataset.curation import CurationPolicy
+from medset_dagster.release.build_manifest import (
     MANIFEST_NAME,
     UNKNOWN_COMMIT,
     BuildManifest,
@@ -21,9 +23,7 @@ from medset_dagster.core.build_manifest import (
     source_entries,
     write_manifest,
 )
-from medset_dagster.core.curation import CurationPolicy
-from medset_dagster.core.hashing import sha256_file
-from medset_dagster.core.licensing import LicenceDecision
+from medset_dagster.release.licensing import LicenceDecision
 
 
 def make_release(root: Path) -> Path:
@@ -177,8 +177,12 @@ def test_git_commit(tmp_path: Path) -> None:
 def test_card_and_manifest_rebuilt_with_another_run_give_the_same_content_hash(tmp_path: Path, lock_file: Path) -> None:
     import polars as pl
 
-    from medset_dagster.core.dataset_card import CardInputs, excluded_sources, render_card
-    from medset_dagster.core.export import write_release_data
+    from medset_dagster.release.dataset_card import (
+        CardInputs,
+        excluded_sources,
+        render_card,
+    )
+    from medset_dagster.release.export import write_release_data
 
     dataset = pl.DataFrame({
         "input": [f"What should I do about injury {i}?" for i in range(12)],

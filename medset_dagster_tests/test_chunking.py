@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from medset_dagster.core.chunking import CHUNK_SCHEMA, ChunkStats, chunk_document, chunk_id, split_spans
-from medset_dagster.core.pdf_corpus import SAMPLE_DOCUMENTS, SAMPLE_PDF_DIR
-from medset_dagster.core.pdf_text import PageText, clean_pages, extract_pages
+from medset_dagster.retrieval.chunking import (
+    CHUNK_SCHEMA,
+    ChunkStats,
+    chunk_document,
+    chunk_id,
+    split_spans,
+)
+from medset_dagster.retrieval.documents import SAMPLE_DOCUMENTS, SAMPLE_PDF_DIR
+from medset_dagster.retrieval.pdf_text import PageText, clean_pages, extract_pages
 
 DOC_SHA = "ab" * 32
 

@@ -4,10 +4,10 @@ import json
 
 import polars as pl
 
-from medset_dagster.core import quality
-from medset_dagster.core.curation import CurationPolicy, curate, funnel_table
-from medset_dagster.core.export import JSON_NAME, write_release_data
-from medset_dagster.core.registry import DATASET_SOURCE_IDS
+from medset_dagster.dataset import quality
+from medset_dagster.dataset.curation import CurationPolicy, curate, funnel_table
+from medset_dagster.release.export import JSON_NAME, write_release_data
+from medset_dagster.sources.registry import DATASET_SOURCE_IDS
 
 
 def frame(rows):

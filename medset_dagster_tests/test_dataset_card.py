@@ -10,7 +10,8 @@ import pytest
 import yaml
 from huggingface_hub import DatasetCard
 
-from medset_dagster.core.build_manifest import (
+from medset_dagster.dataset.curation import FUNNEL_STAGES, CurationPolicy
+from medset_dagster.release.build_manifest import (
     DocumentEntry,
     GenerationInfo,
     RetrievalInfo,
@@ -18,8 +19,7 @@ from medset_dagster.core.build_manifest import (
     generation_task,
     source_entries,
 )
-from medset_dagster.core.curation import FUNNEL_STAGES, CurationPolicy
-from medset_dagster.core.dataset_card import (
+from medset_dagster.release.dataset_card import (
     LENGTH_HISTOGRAM_IMAGE,
     README_NAME,
     SOURCE_MIX_IMAGE,
@@ -29,8 +29,8 @@ from medset_dagster.core.dataset_card import (
     render_card,
     size_category,
 )
-from medset_dagster.core.licensing import LicenceDecision, derive_release_licence
-from medset_dagster.core.registry import SOURCES
+from medset_dagster.release.licensing import LicenceDecision, derive_release_licence
+from medset_dagster.sources.registry import SOURCES
 
 SOURCE_IDS = [s.source_id for s in SOURCES if s.role != "excluded"]
 RUN_ID = "5f0c1d2e-3a4b-4c5d-8e9f-0a1b2c3d4e5f"

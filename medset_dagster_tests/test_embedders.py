@@ -10,15 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medset_dagster.core.embedders import (
+from medset_dagster.retrieval.embedders import (
     COHERE_MAX_BATCH,
     CohereEmbedder,
     Embedder,
     EmbeddingBackendError,
     LocalTfidfEmbedder,
 )
-from medset_dagster.core.embedding_cache import EmbeddingCache, embed_with_cache
-from medset_dagster_tests.servers.cohere_server import CohereTestServer, Fault, fake_embedding
+from medset_dagster.retrieval.embedding_cache import EmbeddingCache, embed_with_cache
+from medset_dagster_tests.servers.cohere_server import (
+    CohereTestServer,
+    Fault,
+    fake_embedding,
+)
 
 API_KEY = "sk-test-5ecret-d0-not-leak"
 TEXTS = [f"Chunk {i}: apply pressure to the wound and keep the casualty warm." for i in range(200)]

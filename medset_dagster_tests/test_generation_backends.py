@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from medset_dagster.core.generation import (
+from medset_dagster.generation import (
     GenerationParams,
     GenerationRequest,
     GenerationResult,
@@ -14,8 +14,12 @@ from medset_dagster.core.generation import (
     OllamaGenerator,
     parse_json_output,
 )
-from medset_dagster.core.generation.backends import diagnose_json_output
-from medset_dagster_tests.servers.ollama_server import FakeOllamaServer, expected_content, model_digest
+from medset_dagster.generation.backends import diagnose_json_output
+from medset_dagster_tests.servers.ollama_server import (
+    FakeOllamaServer,
+    expected_content,
+    model_digest,
+)
 
 MODEL = "gemma3n:e4b"
 SCHEMA = {

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from medset_dagster.core.generation import (
+from medset_dagster.generation import (
     GenerationCache,
     GenerationItem,
     GenerationParams,
@@ -24,8 +24,11 @@ from medset_dagster.core.generation import (
     cache_key,
     run_generation,
 )
-from medset_dagster.core.generation.runner import GenerationAborted
-from medset_dagster_tests.servers.ollama_server import FakeOllamaServer, expected_content
+from medset_dagster.generation.runner import GenerationAborted
+from medset_dagster_tests.servers.ollama_server import (
+    FakeOllamaServer,
+    expected_content,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "gemma3n:e4b"
@@ -339,7 +342,7 @@ def test_interrupted_run_then_resume(tmp_path):
 CHILD = textwrap.dedent(
     """
     import sys
-    from medset_dagster.core.generation import GenerationCache, run_generation
+    from medset_dagster.generation import GenerationCache, run_generation
     from medset_dagster_tests.test_generation_runner import make_generator, make_items, TEMPLATE
     url, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     with GenerationCache(path) as cache:
@@ -382,7 +385,7 @@ def test_cache_rows_survive_sigkill(tmp_path):
     script = textwrap.dedent(
         """
         import os, signal, sys
-        from medset_dagster.core.generation import GenerationCache, GenerationResult
+        from medset_dagster.generation import GenerationCache, GenerationResult
         cache = GenerationCache(sys.argv[1])
         for i in range(5):
             cache.put(f"k{i}", "t", GenerationResult('{"q": "x"}', {"q": "x"}, "stop", 1, 1, 0.1, 1, None))

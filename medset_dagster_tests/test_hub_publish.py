@@ -10,15 +10,19 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from medset_dagster.core.hashing import sha256_file
-from medset_dagster.core.hub_publish import HubPublishError, ReleaseFolderError, publish_release
-from medset_dagster.core.hub_revisions import RetryPolicy
+from medset_dagster.common.hashing import sha256_file
+from medset_dagster.common.retry import RetryPolicy
+from medset_dagster.release.hub_release import (
+    HubPublishError,
+    ReleaseFolderError,
+    publish_release,
+)
 from medset_dagster_tests.servers.hub_server import HubServer
 
 TOKEN = "hf_loopbackWriteToken000000000000"
 REPO = "medset/medical-qa"
-FAST = RetryPolicy(attempts=3, initial=0.01, maximum=0.05, jitter=0.0)
-ONE_SHOT = RetryPolicy(attempts=1, initial=0.01, maximum=0.01, jitter=0.0)
+FAST = RetryPolicy(attempts=3, initial_s=0.01, maximum_s=0.05, jitter_s=0.0)
+ONE_SHOT = RetryPolicy(attempts=1, initial_s=0.01, maximum_s=0.01, jitter_s=0.0)
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 
 

@@ -8,10 +8,15 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 
-from medset_dagster.core.hub_revisions import HubRevisionError, RetryPolicy, current_revision, local_mirror_revision
+from medset_dagster.common.retry import RetryPolicy
+from medset_dagster.sources.hub_revisions import (
+    HubRevisionError,
+    current_revision,
+    local_mirror_revision,
+)
 from medset_dagster_tests.servers.hub_server import HubServer
 
-FAST = RetryPolicy(attempts=3, initial=0.01, maximum=0.05, jitter=0.0)
+FAST = RetryPolicy(attempts=3, initial_s=0.01, maximum_s=0.05, jitter_s=0.0)
 SOURCE = "gamino/wiki_medical_terms"
 
 

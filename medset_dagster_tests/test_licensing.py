@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from medset_dagster.core.licensing import LicenceConflictError, classify_licence, derive_release_licence
+from medset_dagster.release.licensing import (
+    LicenceConflictError,
+    classify_licence,
+    derive_release_licence,
+)
 
 # The published build's sources with their licences, plus the two PDFs behind the generated first-aid set.
 SOURCES = {

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from medset_dagster.core.generation import (
+from medset_dagster.common.hashing import sha256_file
+from medset_dagster.generation import (
     GenerationCache,
     GenerationItem,
     GenerationParams,
@@ -17,7 +18,6 @@ from medset_dagster.core.generation import (
     parse_json_output,
     run_generation,
 )
-from medset_dagster.core.hashing import sha256_file
 
 SCHEMA = {"type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"]}
 TOPICS = ("severe bleeding", "a snake bite", "a broken arm")

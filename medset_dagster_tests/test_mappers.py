@@ -3,8 +3,8 @@
 import polars as pl
 import pytest
 
-from medset_dagster.core.registry import SOURCES_BY_ID
-from medset_dagster.core.source_records import map_source, with_item_ids
+from medset_dagster.sources.loading import map_source, with_item_ids
+from medset_dagster.sources.registry import SOURCES_BY_ID
 
 
 def run(source_id: str, rows: dict | list[dict], schema: dict | None = None):
@@ -179,7 +179,7 @@ def test_a_number_where_text_belongs_becomes_text():
 
 @pytest.mark.parametrize("source_id", ["medical_o1_verifiable_problem", "medqa"])
 def test_a_renamed_column_fails_naming_the_source_and_field(source_id, tmp_path):
-    from medset_dagster.core.source_records import SourceError, load_native_rows
+    from medset_dagster.sources.loading import SourceError, load_native_rows
 
     spec = SOURCES_BY_ID[source_id]
     mirror = tmp_path / spec.hub_repo

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from medset_dagster.core.hashing import sha256_file, sha256_text
-from medset_dagster.core.pdf_corpus import (
+from medset_dagster.common.hashing import sha256_file, sha256_text
+from medset_dagster.retrieval.documents import (
     FULL_DOCUMENTS,
     PINS_FILENAME,
     SAMPLE_DOCUMENTS,
@@ -22,7 +22,7 @@ from medset_dagster.core.pdf_corpus import (
     fetch_document,
     read_pins,
 )
-from medset_dagster.sample_data.make_sample_pdfs import write_sample_pdfs
+from medset_dagster_tests.fixtures.sample_pdfs import write_sample_pdfs
 from medset_dagster_tests.servers.file_server import SLOW, TRUNCATE, FileServer
 
 PAYLOAD = (SAMPLE_PDF_DIR / SAMPLE_DOCUMENTS[0].filename).read_bytes()

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pypdf import PdfWriter
 
-from medset_dagster.core.pdf_corpus import SAMPLE_DOCUMENTS, SAMPLE_PDF_DIR
-from medset_dagster.core.pdf_text import (
+from medset_dagster.retrieval.documents import SAMPLE_DOCUMENTS, SAMPLE_PDF_DIR
+from medset_dagster.retrieval.pdf_text import (
     CleaningStats,
     PageText,
     PdfExtractionError,

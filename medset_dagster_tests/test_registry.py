@@ -2,7 +2,7 @@
 
 import pytest
 
-from medset_dagster.core.registry import DATASET_SOURCE_IDS, SOURCES, hub_sources
+from medset_dagster.sources.registry import DATASET_SOURCE_IDS, SOURCES, hub_sources
 
 
 @pytest.mark.parametrize("spec", SOURCES, ids=lambda s: s.source_id)

@@ -9,16 +9,26 @@ import shutil
 from pathlib import Path
 
 import pytest
-from dagster import EnvVar, RunRequest, SkipReason, build_run_status_sensor_context, instance_for_test
+from dagster import (
+    EnvVar,
+    RunRequest,
+    SkipReason,
+    build_run_status_sensor_context,
+    instance_for_test,
+)
 
-from medset_dagster.defs.backends import EmbedderResource, GenerationSettings, GeneratorResource
+from medset_dagster.definitions import make_definitions
+from medset_dagster.defs.backends import (
+    EmbedderResource,
+    GenerationSettings,
+    GeneratorResource,
+)
 from medset_dagster.defs.freshness import stale_or_missing_with_downstream
 from medset_dagster.defs.jobs import NIGHTLY_TAG
 from medset_dagster.defs.profiles import SAMPLE_DATA
 from medset_dagster.defs.release import ReleaseSettings
 from medset_dagster.defs.sources import HubDatasets
 from medset_dagster.defs.storage import PipelineStorage
-from medset_dagster.definitions import make_definitions
 from medset_dagster_tests.servers.cohere_server import CohereTestServer
 from medset_dagster_tests.servers.hub_server import HubServer
 from medset_dagster_tests.servers.ollama_server import FakeOllamaServer
@@ -257,7 +267,7 @@ def test_secrets_never_appear_in_logs_events_metadata_config_or_card(tmp_path, o
 
 
 def test_revision_policy_pinned_reports_an_upstream_move_and_track_follows_it(tmp_path):
-    from medset_dagster.core.registry import SOURCES_BY_ID
+    from medset_dagster.sources.registry import SOURCES_BY_ID
 
     spec = SOURCES_BY_ID["medicationqa"]
     storage = PipelineStorage(data_dir=str(tmp_path / "data"))
@@ -279,7 +289,7 @@ def test_revision_policy_pinned_reports_an_upstream_move_and_track_follows_it(tm
 def test_changing_one_prompt_regenerates_that_task_only(tmp_path, ollama, monkeypatch):
     from dataclasses import replace
 
-    from medset_dagster.core.generation import prompts, tasks
+    from medset_dagster.generation import prompts, tasks
 
     defs, _, _ = definitions(tmp_path, ollama.url)
     with instance_for_test(temp_dir=home(tmp_path)) as instance:

@@ -3,11 +3,11 @@
 import polars as pl
 import pytest
 
-from medset_dagster.core.chunking import chunk_document
-from medset_dagster.core.embedders import LocalTfidfEmbedder
-from medset_dagster.core.pdf_corpus import SAMPLE_DOCUMENTS, SAMPLE_PDF_DIR
-from medset_dagster.core.pdf_text import clean_pages, extract_pages
-from medset_dagster.core.vector_index import Retriever, build_index
+from medset_dagster.retrieval.chunking import chunk_document
+from medset_dagster.retrieval.documents import SAMPLE_DOCUMENTS, SAMPLE_PDF_DIR
+from medset_dagster.retrieval.embedders import LocalTfidfEmbedder
+from medset_dagster.retrieval.pdf_text import clean_pages, extract_pages
+from medset_dagster.retrieval.vector_index import Retriever, build_index
 
 
 @pytest.fixture(scope="module")

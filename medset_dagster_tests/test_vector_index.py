@@ -9,8 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from medset_dagster.core.embedders import CohereEmbedder, LocalTfidfEmbedder, l2_normalise
-from medset_dagster.core.vector_index import (
+from medset_dagster.retrieval.embedders import (
+    CohereEmbedder,
+    LocalTfidfEmbedder,
+    l2_normalise,
+)
+from medset_dagster.retrieval.vector_index import (
     LOCAL_EMBEDDER_FILE,
     Retriever,
     build_index,

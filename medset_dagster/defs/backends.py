@@ -9,9 +9,17 @@ from typing import Literal, Optional
 
 from dagster import ConfigurableResource
 
-from medset_dagster.core.embedders import CohereEmbedder, EmbeddingBackendError, LocalTfidfEmbedder
-from medset_dagster.core.generation.backends import GeneratorUnavailable, LlamaCppGenerator, OllamaGenerator
-from medset_dagster.core.vector_index import load_index, load_local_embedder
+from medset_dagster.generation.backends import (
+    GeneratorUnavailable,
+    LlamaCppGenerator,
+    OllamaGenerator,
+)
+from medset_dagster.retrieval.embedders import (
+    CohereEmbedder,
+    EmbeddingBackendError,
+    LocalTfidfEmbedder,
+)
+from medset_dagster.retrieval.vector_index import load_index, load_local_embedder
 
 
 class EmbedderResource(ConfigurableResource):

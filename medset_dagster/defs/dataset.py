@@ -22,13 +22,19 @@ from dagster import (
     asset_check,
 )
 
-from medset_dagster.core import curation, export, quality
-from medset_dagster.core.curation import CurationPolicy, curate, funnel_markdown, funnel_table
-from medset_dagster.core.hashing import sha256_file, sha256_text
-from medset_dagster.core.registry import DATASET_SOURCE_IDS, SOURCES_BY_ID
-from medset_dagster.core.source_records import SourceStats
+from medset_dagster.common.hashing import sha256_file, sha256_text
+from medset_dagster.dataset import curation, quality
+from medset_dagster.release import export
+from medset_dagster.dataset.curation import (
+    CurationPolicy,
+    curate,
+    funnel_markdown,
+    funnel_table,
+)
 from medset_dagster.defs.metadata import files_table, table_metadata
 from medset_dagster.defs.storage import PipelineStorage
+from medset_dagster.sources.loading import SourceStats
+from medset_dagster.sources.registry import DATASET_SOURCE_IDS, SOURCES_BY_ID
 
 CURATED_DATASET = AssetKey("curated_dataset")
 

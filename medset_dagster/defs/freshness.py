@@ -6,8 +6,14 @@ after a change rebuilds the stale roots and everything downstream of them, and n
 """
 
 from dagster import AssetKey, AssetSelection, DagsterInstance
-from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
-from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.asset_graph_view.asset_graph_view import (
+    AssetGraphView,
+    TemporalContext,
+)
+from dagster._core.definitions.data_version import (
+    CachingStaleStatusResolver,
+    StaleStatus,
+)
 from dagster._time import get_current_datetime
 
 NEEDS_WORK = (StaleStatus.STALE, StaleStatus.MISSING)

@@ -8,8 +8,8 @@ from typing import Iterable
 import polars as pl
 from dagster import MetadataValue, TableColumn, TableSchema
 
-from medset_dagster.core import markdown
-from medset_dagster.core.records import markdown_preview
+from medset_dagster.common import markdown
+from medset_dagster.dataset.records import markdown_preview
 
 
 def table_metadata(frame: pl.DataFrame, path: Path, preview_rows: int = 5) -> dict:

@@ -12,7 +12,11 @@ from pathlib import Path
 
 from dagster import EnvVar
 
-from medset_dagster.defs.backends import EmbedderResource, GenerationSettings, GeneratorResource
+from medset_dagster.defs.backends import (
+    EmbedderResource,
+    GenerationSettings,
+    GeneratorResource,
+)
 from medset_dagster.defs.dataset import QualityGates
 from medset_dagster.defs.release import ReleaseSettings
 from medset_dagster.defs.retrieval import DocumentCorpus

@@ -16,10 +16,16 @@ from dagster import (
     asset,
 )
 
-from medset_dagster.core import build_manifest as build_manifest_module
-from medset_dagster.core import dataset_card as dataset_card_module
-from medset_dagster.core import hub_publish, licensing
-from medset_dagster.core.build_manifest import (
+from medset_dagster.common.hashing import sha256_text
+from medset_dagster.release import build_manifest as build_manifest_module
+from medset_dagster.release import dataset_card as dataset_card_module
+from medset_dagster.release import hub_release as hub_publish
+from medset_dagster.release import licensing
+from medset_dagster.dataset.curation import CurationPolicy
+from medset_dagster.defs.dataset import release_files
+from medset_dagster.defs.metadata import files_table
+from medset_dagster.defs.storage import PipelineStorage
+from medset_dagster.release.build_manifest import (
     DocumentEntry,
     GenerationInfo,
     RetrievalInfo,
@@ -28,15 +34,17 @@ from medset_dagster.core.build_manifest import (
     source_entries,
     write_manifest,
 )
-from medset_dagster.core.curation import CurationPolicy
-from medset_dagster.core.hashing import sha256_text
-from medset_dagster.core.dataset_card import CardInputs, excluded_sources, render_card
-from medset_dagster.core.hub_publish import HubPublishError, publish_release
-from medset_dagster.core.licensing import LicenceConflictError, derive_release_licence
-from medset_dagster.core.registry import SOURCES_BY_ID
-from medset_dagster.defs.dataset import release_files
-from medset_dagster.defs.metadata import files_table
-from medset_dagster.defs.storage import PipelineStorage
+from medset_dagster.release.dataset_card import (
+    CardInputs,
+    excluded_sources,
+    render_card,
+)
+from medset_dagster.release.hub_release import HubPublishError, publish_release
+from medset_dagster.release.licensing import (
+    LicenceConflictError,
+    derive_release_licence,
+)
+from medset_dagster.sources.registry import SOURCES_BY_ID
 
 RAG_SOURCE = "extreme_firstaid_qa_dataset"
 

@@ -23,18 +23,35 @@ from dagster import (
     asset_check,
 )
 
-from medset_dagster.core import chunking, embedding_cache, markdown, pdf_corpus, pdf_text, vector_index
-from medset_dagster.core.chunking import chunk_document
-from medset_dagster.core.embedders import EmbeddingBackendError
-from medset_dagster.core.embedding_cache import EmbeddingCache, embed_with_cache
-from medset_dagster.core.hashing import sha256_file, sha256_json, sha256_text
-from medset_dagster.core.pdf_corpus import FULL_DOCUMENTS, SAMPLE_DOCUMENTS, DocumentError, fetch_corpus
-from medset_dagster.core.pdf_text import PdfExtractionError, clean_pages, extract_pages
-from medset_dagster.core.vector_index import build_index, embedder_settings, load_index, save_index, self_test
+from medset_dagster.common.hashing import sha256_file, sha256_json, sha256_text
+from medset_dagster.common import markdown
+from medset_dagster.retrieval import chunking, embedding_cache, pdf_text, vector_index
+from medset_dagster.retrieval import documents as pdf_corpus
 from medset_dagster.defs.backends import EmbedderResource
 from medset_dagster.defs.metadata import table_metadata
 from medset_dagster.defs.sources import NETWORK_RETRY
 from medset_dagster.defs.storage import PipelineStorage
+from medset_dagster.retrieval.chunking import chunk_document
+from medset_dagster.retrieval.documents import (
+    FULL_DOCUMENTS,
+    SAMPLE_DOCUMENTS,
+    DocumentError,
+    fetch_corpus,
+)
+from medset_dagster.retrieval.embedders import EmbeddingBackendError
+from medset_dagster.retrieval.embedding_cache import EmbeddingCache, embed_with_cache
+from medset_dagster.retrieval.pdf_text import (
+    PdfExtractionError,
+    clean_pages,
+    extract_pages,
+)
+from medset_dagster.retrieval.vector_index import (
+    build_index,
+    embedder_settings,
+    load_index,
+    save_index,
+    self_test,
+)
 
 LOCAL_EMBEDDER_FILE = "local_embedder.pkl"
 

@@ -30,18 +30,24 @@ from dagster import (
     observable_source_asset,
 )
 
-from medset_dagster.core.hashing import sha256_file, sha256_text, stable_json
-from medset_dagster.core.hub_revisions import current_revision, local_mirror_revision
-from medset_dagster.core.registry import SOURCES, SourceSpec, generation_input_sources, hub_sources, record_sources
-from medset_dagster.core.source_records import (
+from medset_dagster.common.hashing import sha256_file, sha256_text, stable_json
+from medset_dagster.defs.metadata import drop_metadata, table_metadata
+from medset_dagster.defs.storage import PipelineStorage
+from medset_dagster.sources.hub_revisions import current_revision, local_mirror_revision
+from medset_dagster.sources.loading import (
     SourceError,
     load_native_rows,
     map_source,
     with_item_ids,
     with_source,
 )
-from medset_dagster.defs.metadata import drop_metadata, table_metadata
-from medset_dagster.defs.storage import PipelineStorage
+from medset_dagster.sources.registry import (
+    SOURCES,
+    SourceSpec,
+    generation_input_sources,
+    hub_sources,
+    record_sources,
+)
 
 NETWORK_RETRY = RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 

@@ -28,19 +28,23 @@ from dagster import (
     asset,
 )
 
-from medset_dagster.core.generation import tasks
-from medset_dagster.core.generation.backends import GeneratorUnavailable
-from medset_dagster.core.generation.cache import GenerationCache
-from medset_dagster.core.generation.prompts import TASK_TEMPLATES, task_version
-from medset_dagster.core.generation.runner import GenerationAborted
-from medset_dagster.core.generation.tasks import TaskOutcome, TaskSettings, sample_scenarios
-from medset_dagster.core.hashing import sha256_file, sha256_text, shard_of
-from medset_dagster.core.records import markdown_preview
-from medset_dagster.core.source_records import SourceStats, with_source
-from medset_dagster.defs.backends import EmbedderResource, GenerationSettings, GeneratorResource
+from medset_dagster.common.hashing import sha256_file, sha256_text, shard_of
+from medset_dagster.dataset.records import markdown_preview
+from medset_dagster.defs.backends import (
+    EmbedderResource,
+    GenerationSettings,
+    GeneratorResource,
+)
 from medset_dagster.defs.metadata import drop_metadata, table_metadata
 from medset_dagster.defs.retrieval import FAISS_INDEX, index_folder
 from medset_dagster.defs.storage import PipelineStorage
+from medset_dagster.generation import tasks
+from medset_dagster.generation.backends import GeneratorUnavailable
+from medset_dagster.generation.cache import GenerationCache
+from medset_dagster.generation.prompts import TASK_TEMPLATES, task_version
+from medset_dagster.generation.runner import GenerationAborted
+from medset_dagster.generation.tasks import TaskOutcome, TaskSettings, sample_scenarios
+from medset_dagster.sources.loading import SourceStats, with_source
 
 SHARD_COUNT = 4
 SHARDS = StaticPartitionsDefinition([f"shard-{i}" for i in range(SHARD_COUNT)])
@@ -182,8 +186,8 @@ def generation_task_asset(task: GenerationTask, backend_kind: str) -> AssetsDefi
         settings = TaskSettings(max_tokens_cap=generation_settings.max_tokens_cap, on_progress=progress)
         extra = {}
         if task.needs_retriever:
-            from medset_dagster.core.embedding_cache import EmbeddingCache
-            from medset_dagster.core.vector_index import Retriever
+            from medset_dagster.retrieval.embedding_cache import EmbeddingCache
+            from medset_dagster.retrieval.vector_index import Retriever
 
             folder = index_folder(storage)
             query_cache = EmbeddingCache(storage.path("cache", "embeddings.sqlite"))

@@ -1,0 +1,103 @@
+"""Quality gates on the curated dataset. Each returns a `GateResult`; asset checks wrap them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+import polars as pl
+
+from medset_dagster.dataset.curation import (
+    CurationPolicy,
+    normalised,
+    within_length_bounds,
+)
+from medset_dagster.dataset.records import RECORD_COLUMNS
+
+
+@dataclass
+class GateResult:
+    passed: bool
+    description: str
+    details: dict = field(default_factory=dict)
+
+
+def exact_schema(dataset: pl.DataFrame) -> GateResult:
+    expected = list(RECORD_COLUMNS)
+    if dataset.columns != expected:
+        return GateResult(False, f"columns are {dataset.columns}, expected {expected}")
+    wrong = {name: str(dtype) for name, dtype in dataset.schema.items() if dtype != pl.String}
+    if wrong:
+        return GateResult(False, f"non-string columns: {wrong}")
+    nulls = {name: n for name, n in zip(dataset.columns, dataset.null_count().row(0)) if n}
+    if nulls:
+        return GateResult(False, f"null values: {nulls}", {"nulls": nulls})
+    return GateResult(True, "four non-null string columns: input, context, output, source")
+
+
+def registered_sources(dataset: pl.DataFrame, known: Iterable[str]) -> GateResult:
+    unknown = sorted(set(dataset["source"].unique().drop_nulls().to_list()) - set(known))
+    if unknown:
+        return GateResult(False, f"source ids not in the registry: {unknown}", {"unknown": unknown})
+    return GateResult(True, "every source id is in the registry")
+
+
+def no_duplicates(dataset: pl.DataFrame, policy: CurationPolicy, dedup_on: Mapping[str, str | None]) -> GateResult:
+    """Under `card`: no two rows share normalised (input, output). Under `published`: no source
+    with a dedup rule repeats its dedup field."""
+    if policy.global_dedup:
+        keys = dataset.select(normalised("input").alias("i"), normalised("output").alias("o"))
+        duplicates = keys.height - keys.unique().height
+        what = "normalised (input, output) pairs"
+    else:
+        duplicates = 0
+        for source, column in dedup_on.items():
+            if column and column in dataset.columns:
+                values = dataset.filter(pl.col("source") == source)[column]
+                duplicates += values.len() - values.n_unique()
+        what = "per-source dedup fields"
+    if duplicates:
+        return GateResult(False, f"{duplicates} duplicate {what}", {"duplicates": duplicates})
+    return GateResult(True, f"no duplicate {what} under the {policy.name} policy")
+
+
+def length_bounds(dataset: pl.DataFrame, policy: CurationPolicy) -> GateResult:
+    if not policy.length_filter:
+        return GateResult(True, f"no length bounds under the {policy.name} policy")
+    outside = dataset.filter(~within_length_bounds(policy)).height
+    bounds = f"{policy.min_chars}-{policy.max_chars} characters"
+    if outside:
+        return GateResult(False, f"{outside} rows with input or output outside {bounds}", {"outside": outside})
+    return GateResult(True, f"input and output within {bounds}")
+
+
+def no_empty_fields(dataset: pl.DataFrame) -> GateResult:
+    empty = {
+        column: dataset.filter(pl.col(column).is_null() | (pl.col(column).str.strip_chars() == "")).height
+        for column in ("input", "output")
+    }
+    empty = {k: v for k, v in empty.items() if v}
+    if empty:
+        return GateResult(False, f"empty values: {empty}", {"empty": empty})
+    return GateResult(True, "no empty input or output")
+
+
+def source_counts_steady(
+    current: Mapping[str, int], previous: Mapping[str, int] | None, max_drop_share: float
+) -> GateResult:
+    """No source fell more than `max_drop_share` below its count in the last materialization."""
+    if not previous:
+        return GateResult(True, "no earlier materialization to compare with")
+    fallen = {}
+    for source, before in previous.items():
+        now = current.get(source, 0)
+        if before and (before - now) / before > max_drop_share:
+            fallen[source] = {"before": before, "now": now}
+    if fallen:
+        return GateResult(
+            False,
+            f"sources fell more than {max_drop_share:.0%} below the last build: "
+            + ", ".join(f"{s} {v['before']}→{v['now']}" for s, v in fallen.items()),
+            {"fallen": fallen},
+        )
+    return GateResult(True, f"no source fell more than {max_drop_share:.0%} below the last build")

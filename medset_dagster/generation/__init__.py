@@ -1,0 +1,40 @@
+"""LLM generation without Dagster: backends (Ollama, llama.cpp), a per-item SQLite cache, a concurrent runner."""
+
+from medset_dagster.generation.backends import (
+    GenerationParams,
+    GenerationRequest,
+    GenerationResult,
+    Generator,
+    GeneratorUnavailable,
+    LlamaCppGenerator,
+    OllamaGenerator,
+    default_smollm2_path,
+    diagnose_json_output,
+    parse_json_output,
+)
+from medset_dagster.generation.cache import GenerationCache, cache_key
+from medset_dagster.generation.runner import (
+    GenerationAborted,
+    GenerationItem,
+    GenerationReport,
+    run_generation,
+)
+
+__all__ = [
+    "GenerationAborted",
+    "GenerationCache",
+    "GenerationItem",
+    "GenerationParams",
+    "GenerationReport",
+    "GenerationRequest",
+    "GenerationResult",
+    "Generator",
+    "GeneratorUnavailable",
+    "LlamaCppGenerator",
+    "OllamaGenerator",
+    "cache_key",
+    "default_smollm2_path",
+    "diagnose_json_output",
+    "parse_json_output",
+    "run_generation",
+]
