@@ -2,7 +2,13 @@
 
 import pytest
 
-from medset_dagster.sources.registry import DATASET_SOURCE_IDS, SOURCES, hub_sources
+from medset_dagster.sources.registry import (
+    SOURCES,
+    dataset_sources,
+    excluded_sources,
+    generated_sources,
+    hub_sources,
+)
 
 
 @pytest.mark.parametrize("spec", SOURCES, ids=lambda s: s.source_id)
@@ -20,8 +26,18 @@ def test_every_entry_is_complete_or_a_documented_exclusion(spec):
 def test_the_registry_names_the_cards_eleven_sources_and_ten_dataset_ids():
     assert len(SOURCES) == 12  # 9 Hub sources, the RAG set and 2 documented exclusions
     assert len(hub_sources()) == 9
-    assert len(DATASET_SOURCE_IDS) == 10
-    excluded = {s.hub_repo for s in SOURCES if s.role == "excluded"}
+    assert len(dataset_sources()) == 10
+    excluded = {s.hub_repo for s in excluded_sources()}
     assert excluded == {"Intelligent-Internet/II-Medical-Reasoning-SFT", "amu-cai/CAMEO"}
     assert sum(s.published_rows or 0 for s in SOURCES) == 84_325
     assert next(s for s in SOURCES if s.source_id == "medical_o1_reasoning_sft").config == "en"
+
+
+def test_each_generated_source_names_one_task_and_the_rag_source_is_one_id():
+    assert {s.source_id: s.task for s in generated_sources()} == {
+        "medqa": "medqa_explanations",
+        "wiki_medical_terms": "medical_term_questions",
+        "symptom_to_diagnosis": "symptom_diagnoses",
+        "extreme_firstaid_qa_dataset": "emergency_scenarios",
+    }
+    assert [s.source_id for s in SOURCES if s.role == "rag"] == ["extreme_firstaid_qa_dataset"]
