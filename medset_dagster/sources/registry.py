@@ -33,6 +33,13 @@ class SourceSpec:
     loader_options: dict[str, str] = field(default_factory=dict)
     # Native columns the mapper reads; a missing one fails the source's asset naming it.
     required_columns: tuple[str, ...] = ()
+    # Native columns that hold text: they load as String whatever `datasets` inferred (a number in
+    # some rows of a JSON file, a column null for the first rows); a value that cannot be text
+    # fails the source naming the column and the file.
+    text_columns: tuple[str, ...] = ()
+    # The complete native schema ({column: `datasets` Value dtype}) for files that carry no types
+    # (CSV): passed to the loader, so a column empty in the first rows still reads as text.
+    features: dict[str, str] = field(default_factory=dict)
     mapper: Callable[[pl.DataFrame], pl.DataFrame] | None = None
     # Exact dedup on this mapped column, within the source (the published per-source rule).
     dedup_on: str | None = None
@@ -60,6 +67,7 @@ SOURCES: tuple[SourceSpec, ...] = (
         hub_repo="FreedomIntelligence/medical-o1-verifiable-problem",
         revision="46d5175eb74fdef3516d51d52e8c40db04bbdf35",
         required_columns=("Open-ended Verifiable Question", "Ground-True Answer"),
+        text_columns=("Open-ended Verifiable Question", "Ground-True Answer"),
         mapper=mappers.map_medical_o1_verifiable_problem,
         dedup_on="input",
         published_rows=40_316,
@@ -73,6 +81,7 @@ SOURCES: tuple[SourceSpec, ...] = (
         config="en",
         revision="fc2c9e8a37b38f38da6d449564a8c350b244aef4",
         required_columns=("Question", "Complex_CoT", "Response"),
+        text_columns=("Question", "Complex_CoT", "Response"),
         mapper=mappers.map_medical_o1_reasoning_sft,
         published_rows=19_704,
     ),
@@ -84,6 +93,7 @@ SOURCES: tuple[SourceSpec, ...] = (
         hub_repo="truehealth/medqa",
         revision="e8fc5634288cca740bdd1c8c973f3f41b0171085",
         required_columns=("question", "options", "answer"),
+        text_columns=("question", "answer"),
         mapper=mappers.medqa_generation_inputs,
         dedup_on="input",
         published_rows=10_177,
@@ -97,6 +107,7 @@ SOURCES: tuple[SourceSpec, ...] = (
         hub_repo="gamino/wiki_medical_terms",
         revision="7eb458284a4cf38dd8baf9f2697b46682b9e168b",
         required_columns=("page_title", "page_text"),
+        text_columns=("page_title", "page_text"),
         mapper=mappers.wiki_generation_inputs,
         dedup_on="context",
         published_rows=9_528,
@@ -110,6 +121,7 @@ SOURCES: tuple[SourceSpec, ...] = (
         hub_repo="gretelai/symptom_to_diagnosis",
         revision="722cfb0e11f8ae37339c7f573b5e10429b94df49",
         required_columns=("input_text", "output_text"),
+        text_columns=("input_text", "output_text"),
         mapper=mappers.symptom_generation_inputs,
         dedup_on="input",
         published_rows=849,
@@ -123,6 +135,7 @@ SOURCES: tuple[SourceSpec, ...] = (
         hub_repo="paulelliotco/synthetic-disaster-reports",
         revision="6b1c51f0d706ab286e2ea8831ae738b03f4eec24",
         required_columns=("disaster_type", "severity_level", "responder_notes", "resource_needs"),
+        text_columns=("disaster_type", "severity_level", "responder_notes"),
         mapper=mappers.map_synthetic_disaster_reports,
         dedup_on="input",
         published_rows=1_000,
@@ -135,6 +148,7 @@ SOURCES: tuple[SourceSpec, ...] = (
         hub_repo="truehealth/medicationqa",
         revision="f8ae96155ac234a54aaf2b70ca4e02d22cfe31af",
         required_columns=("Question", "Answer"),
+        text_columns=("Question", "Answer"),
         mapper=mappers.map_medicationqa,
         published_rows=690,
     ),
@@ -146,6 +160,8 @@ SOURCES: tuple[SourceSpec, ...] = (
         hub_repo="QuyenAnhDE/Diseases_Symptoms",
         revision="d06f2b069db182e43b55f1ca454589f66530eb26",
         required_columns=("Name", "Symptoms", "Treatments"),
+        text_columns=("Name", "Symptoms", "Treatments"),
+        features={"Code": "int64", "Name": "string", "Symptoms": "string", "Treatments": "string"},
         mapper=mappers.map_diseases_symptoms,
         dedup_on="input",
         published_rows=394,
