@@ -17,7 +17,11 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medset_dagster.generation.validation import OutputRules, looks_english, validate_outputs  # noqa: E402
+from medset_dagster.generation.validation import (  # noqa: E402
+    OutputRules,
+    looks_english,
+    validate_outputs,
+)
 from medset_dagster.retrieval.pdf_text import PageText, clean_pages  # noqa: E402
 
 OUTPUTS = 1_000_000

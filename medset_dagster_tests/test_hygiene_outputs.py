@@ -11,8 +11,16 @@ import polars as pl
 import pytest
 
 from medset_dagster.generation import GenerationCache
-from medset_dagster.generation.backends import GenerationRequest, GenerationResult, diagnose_json_output
-from medset_dagster.generation.tasks import TaskSettings, emergency_scenarios, explain_medqa
+from medset_dagster.generation.backends import (
+    GenerationRequest,
+    GenerationResult,
+    diagnose_json_output,
+)
+from medset_dagster.generation.tasks import (
+    TaskSettings,
+    emergency_scenarios,
+    explain_medqa,
+)
 from medset_dagster.generation.validation import OutputRules, validate_outputs
 from medset_dagster.retrieval.embedders import LocalTfidfEmbedder
 from medset_dagster.retrieval.vector_index import RetrievedChunk, Retriever, build_index

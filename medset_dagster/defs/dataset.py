@@ -41,7 +41,18 @@ from medset_dagster.sources.registry import SourceSpec, dataset_sources
 
 CURATED_DATASET = "curated_dataset"
 # Facts about each source the card and build.json state, read from its asset's metadata.
-SOURCE_FACTS = ("revision_loaded", "revision_pinned", "backend", "model", "model_digest", "max_tokens_cap", "retrieval_top_k", "task")
+SOURCE_FACTS = (
+    "revision_loaded",
+    "revision_pinned",
+    "backend",
+    "model",
+    "model_digest",
+    "max_tokens_cap",
+    "retrieval_top_k",
+    "retrieval_min_similarity",
+    "task",
+    "repairs",
+)
 
 
 class CurationConfig(Config):

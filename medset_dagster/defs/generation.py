@@ -29,6 +29,7 @@ from dagster import (
     asset,
 )
 
+from medset_dagster.common import text
 from medset_dagster.common.drops import merge_drops
 from medset_dagster.common.files import is_no_space
 from medset_dagster.common.hashing import shard_of
@@ -39,7 +40,7 @@ from medset_dagster.defs.resources import PipelineStorage
 from medset_dagster.defs.retrieval import EmbedderResource, faiss_index
 from medset_dagster.defs.sources import GENERATION_INPUT_ASSETS, frame_version
 from medset_dagster.defs.versions import code_version
-from medset_dagster.generation import tasks
+from medset_dagster.generation import tasks, validation
 from medset_dagster.generation.backends import (
     GeneratorUnavailable,
     LlamaCppGenerator,
@@ -48,7 +49,12 @@ from medset_dagster.generation.backends import (
 from medset_dagster.generation.cache import GenerationCache
 from medset_dagster.generation.prompts import TASK_TEMPLATES, task_version
 from medset_dagster.generation.runner import GenerationAborted
-from medset_dagster.generation.tasks import TaskOutcome, TaskSettings, sample_scenarios
+from medset_dagster.generation.tasks import (
+    DEFAULT_MIN_SIMILARITY,
+    TaskOutcome,
+    TaskSettings,
+    sample_scenarios,
+)
 from medset_dagster.retrieval.embedding_cache import EmbeddingCache
 from medset_dagster.retrieval.vector_index import Retriever
 from medset_dagster.sources.loading import with_source
@@ -91,6 +97,10 @@ class GenerationSettings(ConfigurableResource):
     max_items_per_task: Optional[int] = None
     max_tokens_cap: Optional[int] = None
     retrieval_top_k: int = 5
+    # A RAG question whose best chunk scores below this cosine similarity gets no answer.
+    retrieval_min_similarity: float = DEFAULT_MIN_SIMILARITY
+    # A shard fails when more than this share of the items that reached the server failed there.
+    max_failure_share: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -165,8 +175,40 @@ def _shard_metadata(outcome: TaskOutcome, generator, records: pl.DataFrame, requ
         "model_digest": generator.digest or "",
         **extra,
         **drop_metadata(outcome.dropped),
+        "repairs": MetadataValue.json(dict(outcome.repaired)),
+        **{f"repaired/{name}": int(count) for name, count in sorted(outcome.repaired.items())},
         "seconds": round(seconds, 3),
     }
+
+
+# What to do about a failure the server reports, by reason.
+FAILURE_HINTS = {
+    "model_not_found": "pull the model on the server (`ollama pull {model}`) or set MEDSET_OLLAMA_MODEL",
+    "client_error": "the server refused the request (401/403/4xx): check the key and the model name",
+    "server_error": "the server answers with errors: check its logs (`ollama serve`) and OLLAMA_HOST",
+    "connection_error": "the server is unreachable: start it (`ollama serve`) or set OLLAMA_HOST",
+    "timeout": "the server does not answer in time: check its load, or raise GeneratorResource.timeout_s",
+    "rate_limited": "the server is overloaded (429): lower the requests in flight or add servers",
+}
+# Failures no retry of the step can clear.
+PERMANENT_FAILURES = frozenset({"model_not_found", "client_error"})
+
+
+def check_failure_share(name: str, outcome: TaskOutcome, generator, bound: float) -> None:
+    """Raise `Failure` when more than `bound` of the items that reached the server failed there,
+    naming the reasons with their counts and what to do; not retried for permanent reasons."""
+    failed = merge_drops(*(report.failed_by_reason for report in outcome.reports))
+    reached = sum(report.generated for report in outcome.reports) + sum(failed.values())
+    if not failed or reached == 0 or sum(failed.values()) / reached <= bound:
+        return
+    reasons = ", ".join(f"{reason} {count}" for reason, count in failed.items())
+    hints = "; ".join(FAILURE_HINTS[r].format(model=generator.model) for r in failed if r in FAILURE_HINTS)
+    raise Failure(
+        f"{name}: {sum(failed.values())} of {reached} items that reached {generator.backend} ({generator.model}) failed "
+        f"({reasons}), more than the allowed {bound:.0%} (GenerationSettings.max_failure_share). {hints}. "
+        "Items that succeeded are cached; a rerun resumes.",
+        allow_retries=not set(failed) <= PERMANENT_FAILURES,
+    )
 
 
 def generation_task_asset(task: GenerationTask, spec: SourceSpec) -> AssetsDefinition:
@@ -183,7 +225,7 @@ def generation_task_asset(task: GenerationTask, spec: SourceSpec) -> AssetsDefin
         kinds={"llm", "polars", "parquet"},
         description=task.description,
         # A prompt or parameter change changes the template hash: exactly this task goes stale.
-        code_version=f"{task_version(spec.source_id)}-{code_version(tasks)[:8]}",
+        code_version=f"{task_version(spec.source_id)}-{code_version(tasks, validation, text)[:8]}",
         retry_policy=LLM_RETRY,
         automation_condition=REBUILD_WHEN_STALE,
         tags={"source": spec.source_id},
@@ -212,7 +254,9 @@ def generation_task_asset(task: GenerationTask, spec: SourceSpec) -> AssetsDefin
             query_cache = EmbeddingCache(storage.embedding_cache_path)
             extra_args["retriever"] = Retriever.from_folder(folder, embedder.for_queries(folder), query_cache=query_cache)
             extra_args["top_k"] = generation_settings.retrieval_top_k
+            extra_args["min_similarity"] = generation_settings.retrieval_min_similarity
             extra_metadata["retrieval_top_k"] = generation_settings.retrieval_top_k
+            extra_metadata["retrieval_min_similarity"] = generation_settings.retrieval_min_similarity
             items = sample_scenarios(generation_settings.scenario_count, generation_settings.scenario_seed)
         else:
             items = inputs["items"]
@@ -232,6 +276,7 @@ def generation_task_asset(task: GenerationTask, spec: SourceSpec) -> AssetsDefin
                     if is_no_space(error):
                         raise Failure(f"{task.name} {key}: no space left on device for the generation cache {storage.generation_cache_path}: {error}", allow_retries=False) from error
                     raise
+                check_failure_share(f"{task.name} {key}", outcome, generator, generation_settings.max_failure_share)
                 records = outcome.records
                 metadata = _shard_metadata(outcome, generator, records, shard_items.height, time.perf_counter() - started, extra_metadata)
                 context.add_asset_metadata(metadata, partition_key=key)
@@ -270,6 +315,12 @@ def generated_records_asset(task: GenerationTask, spec: SourceSpec, upstream: As
             {"duplicate_input": generated.height - records.height},
         )
         records = with_source(records.drop("item_id"), spec.source_id)
+        if records.is_empty():
+            raise Failure(
+                f"generated_records/{spec.source_id}: no record survived generation "
+                f"(drops: {', '.join(f'{r} {n}' for r, n in dropped.items()) or 'none'}); check {task.name}'s shards.",
+                allow_retries=False,
+            )
         if task.needs_retriever:
             rows_read = after_mapping = after_source_dedup = generation_settings.scenario_count
         else:
@@ -290,6 +341,8 @@ def generated_records_asset(task: GenerationTask, spec: SourceSpec, upstream: As
             "model_digest": first.get("model_digest", ""),
             "max_tokens_cap": first.get("max_tokens_cap", 0),
             "retrieval_top_k": first.get("retrieval_top_k", 0),
+            "retrieval_min_similarity": first.get("retrieval_min_similarity", 0.0),
+            "repairs": MetadataValue.json(merge_drops(*(m.get("repairs", {}) for m in per_shard))),
             "llm_calls": sum(m.get("llm_calls", 0) for m in per_shard),
             "prompt_tokens": sum(m.get("prompt_tokens", 0) for m in per_shard),
             "completion_tokens": sum(m.get("completion_tokens", 0) for m in per_shard),

@@ -46,6 +46,19 @@ def _list_env(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
+def _generator(default: str) -> GeneratorResource:
+    backend = os.environ.get("MEDSET_GENERATOR", default)
+    if backend not in ("llama_cpp", "ollama"):
+        raise ProfileError(f"MEDSET_GENERATOR={backend!r} is not a generator backend: set it to llama_cpp or ollama")
+    if backend == "llama_cpp":
+        return GeneratorResource(backend="llama_cpp")
+    return GeneratorResource(
+        backend="ollama",
+        ollama_host=_env("OLLAMA_HOST", "http://127.0.0.1:11434"),
+        ollama_model=_env("MEDSET_OLLAMA_MODEL", "gemma3n:e4b"),
+    )
+
+
 def resources_for(profile: str, overrides: Mapping[str, object] | None = None) -> dict:
     """The resources of `profile`, with `overrides` (tests) applied; the IO manager follows `storage`."""
     storage = PipelineStorage(data_dir=os.environ.get("MEDSET_DATA_DIR", str(DEFAULT_DATA_DIR)))
@@ -59,7 +72,8 @@ def resources_for(profile: str, overrides: Mapping[str, object] | None = None) -
             "hub_datasets": HubDatasets(mirror_root=str(SAMPLE_DATA / "hub")),
             "document_corpus": DocumentCorpus(documents="sample"),
             "embedder": EmbedderResource(backend="local"),
-            "generator_backend": GeneratorResource(backend="llama_cpp"),
+            # MEDSET_GENERATOR=ollama tries the sample data against a real Ollama server (OLLAMA_HOST).
+            "generator_backend": _generator(default="llama_cpp"),
             # SmolLM2 at ~50 tokens/s on 2 cores: a few items per task keeps the build to minutes.
             "generation_settings": GenerationSettings(scenario_count=5, max_items_per_task=6, max_tokens_cap=128),
             # No repo: the publish job is a dry run that leaves the release folder as it would upload it.
@@ -71,11 +85,7 @@ def resources_for(profile: str, overrides: Mapping[str, object] | None = None) -
             "hub_datasets": HubDatasets(mirror_root=None, token=_env("HF_TOKEN"), track=_list_env("MEDSET_TRACK_SOURCES")),
             "document_corpus": DocumentCorpus(documents="full"),
             "embedder": EmbedderResource(backend="cohere", api_key=_env("COHERE_API_KEY"), base_url=_env("COHERE_BASE_URL")),
-            "generator_backend": GeneratorResource(
-                backend="ollama",
-                ollama_host=_env("OLLAMA_HOST", "http://127.0.0.1:11434"),
-                ollama_model=_env("MEDSET_OLLAMA_MODEL", "gemma3n:e4b"),
-            ),
+            "generator_backend": _generator(default="ollama"),
             "generation_settings": GenerationSettings(scenario_count=int(os.environ.get("MEDSET_SCENARIOS", "1000"))),
             "release_settings": ReleaseSettings(
                 profile="full",

@@ -203,6 +203,7 @@ def dataset_card(
             index_kind=index["kind"],
             top_k=top_k or 0,
             chunks=index["vectors"],
+            min_similarity=next((f.get("retrieval_min_similarity") for s, f in facts.items() if s in rag and f.get("retrieval_min_similarity") is not None), None),
         )
         if chunks and index
         else None

@@ -3,6 +3,8 @@
 
 import shutil
 import time
+from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -22,7 +24,7 @@ from dagster import (
     asset_check,
 )
 
-from medset_dagster.common import markdown
+from medset_dagster.common import markdown, text
 from medset_dagster.common.files import NoSpaceLeftError, atomic_write
 from medset_dagster.common.hashing import sha256_bytes, sha256_file, sha256_json
 from medset_dagster.defs.automation import REBUILD_WHEN_STALE
@@ -83,11 +85,12 @@ class DocumentCorpus(ConfigurableResource):
     documents: Literal["sample", "full"] = "sample"
     include_optional: bool = False
 
-    def fetch(self, storage: PipelineStorage) -> pl.DataFrame:
-        """The documents (DOCUMENT_SCHEMA), each present and verified; raises `DocumentError`."""
+    def fetch(self, storage: PipelineStorage, log=None) -> pl.DataFrame:
+        """The documents (DOCUMENT_SCHEMA), each present and verified; raises `DocumentError`.
+        `log(message)` receives pins, re-downloads and retries (the run's events)."""
         specs = SAMPLE_DOCUMENTS if self.documents == "sample" else FULL_DOCUMENTS
         folder = SAMPLE_PDF_DIR if self.documents == "sample" else storage.pdf_dir
-        paths = fetch_corpus(specs, folder, include_optional=self.include_optional)
+        paths = fetch_corpus(specs, folder, include_optional=self.include_optional, log=log)
         rows = [
             {
                 "doc_id": spec.doc_id,
@@ -161,7 +164,7 @@ class IndexConfig(Config):
 )
 def emergency_care_documents(context: AssetExecutionContext, document_corpus: DocumentCorpus, storage: PipelineStorage):
     try:
-        corpus = document_corpus.fetch(storage)
+        corpus = document_corpus.fetch(storage, log=context.log.warning)
     except DocumentError as error:
         raise Failure(description=str(error), allow_retries=False) from error
     table = markdown.table(
@@ -179,12 +182,12 @@ def emergency_care_documents(context: AssetExecutionContext, document_corpus: Do
     group_name="retrieval",
     kinds={"pypdf", "polars", "parquet"},
     description="Text of every page (running headers/footers dropped, hyphenation joined) split into overlapping chunks.",
-    code_version=code_version(pdf_text, chunking),
+    code_version=code_version(text, pdf_text, chunking),
     automation_condition=REBUILD_WHEN_STALE,
 )
 def pdf_chunks(context: AssetExecutionContext, config: ChunkingConfig, emergency_care_documents: pl.DataFrame):
     started = time.perf_counter()
-    frames, pages, textless, characters, removed, joined = [], 0, 0, 0, 0, 0
+    frames, totals, replacement_pages = [], Counter(), []
     for document in emergency_care_documents.iter_rows(named=True):
         try:
             cleaned = clean_pages(extract_pages(document["path"]))
@@ -200,11 +203,17 @@ def pdf_chunks(context: AssetExecutionContext, config: ChunkingConfig, emergency
         )
         context.log.info(f"{document['filename']}: {cleaned.stats.pages} pages, {stats.chunks} chunks ({stats.dropped_short} too short)")
         frames.append(chunks)
-        pages += cleaned.stats.pages
-        textless += cleaned.stats.textless_pages
-        characters += cleaned.stats.characters
-        removed += cleaned.stats.header_footer_lines_removed
-        joined += cleaned.stats.hyphenations_joined
+        totals.update({k: v for k, v in asdict(cleaned.stats).items() if isinstance(v, int)})
+        totals.update({k: v for k, v in asdict(stats).items() if k.startswith(("replacement", "chunks_with"))})
+        replacement_pages += [
+            (document["doc_id"], page, count, page in cleaned.replacement_heavy_page_numbers)
+            for page, count in cleaned.replacement_characters_by_page
+        ]
+        if cleaned.replacement_heavy_page_numbers:
+            context.log.warning(
+                f"{document['filename']}: pages {list(cleaned.replacement_heavy_page_numbers)} are mostly U+FFFD "
+                "(glyphs without Unicode values): their text is lost; check the PDF's fonts."
+            )
     chunks = pl.concat(frames)
     lengths = chunks["text"].str.len_chars()
     metadata = {
@@ -213,11 +222,10 @@ def pdf_chunks(context: AssetExecutionContext, config: ChunkingConfig, emergency
         "chunk_overlap": config.chunk_overlap,
         "chunk_min_chars": config.min_chars,
         "documents": emergency_care_documents.height,
-        "pages": pages,
-        "textless_pages": textless,
-        "characters": characters,
-        "header_footer_lines_removed": removed,
-        "hyphenations_joined": joined,
+        **{name: int(count) for name, count in sorted(totals.items())},
+        "replacement_characters_by_page": MetadataValue.md(
+            markdown.table(["document", "page", "U+FFFD", "mostly lost"], replacement_pages) if replacement_pages else "_none_"
+        ),
         "chunk_length": MetadataValue.json(
             {"min": int(lengths.min() or 0), "p50": int(lengths.median() or 0), "p95": int(lengths.quantile(0.95) or 0), "max": int(lengths.max() or 0)}
         ),

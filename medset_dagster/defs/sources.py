@@ -121,15 +121,33 @@ class HubDatasets(ConfigurableResource):
 
     def load(self, spec: SourceSpec, revision: str | None, storage: PipelineStorage) -> tuple[pl.DataFrame, str]:
         """(native rows, the revision loaded): a Hub sha, or the mirror's content hash."""
+        if self.is_local:
+            loaded = local_mirror_revision(Path(self.mirror_root) / spec.hub_repo)
+            # `datasets` keys a local folder's cache by config name, not content: one cache per
+            # mirror content, or an edited mirror would load its old rows.
+            cache_dir = storage.hf_cache_dir / "mirrors" / loaded[:16]
+        else:
+            self._check_endpoint()
+            loaded, cache_dir = str(revision), storage.hf_cache_dir
         rows = load_native_rows(
             spec,
             hub_root=Path(self.mirror_root) if self.mirror_root else None,
             revision=revision,
-            cache_dir=storage.hf_cache_dir,
+            cache_dir=cache_dir,
             token=self.token,
         )
-        loaded = local_mirror_revision(Path(self.mirror_root) / spec.hub_repo) if self.is_local else str(revision)
         return rows, loaded
+
+    def _check_endpoint(self) -> None:
+        """`datasets` reads HF_ENDPOINT once, at import: a different `endpoint` here would observe
+        one Hub and load from another."""
+        from huggingface_hub import constants
+
+        if self.endpoint and self.endpoint.rstrip("/") != constants.ENDPOINT.rstrip("/"):
+            raise SourceError(
+                f"HubDatasets.endpoint is {self.endpoint} but the Hub client loads from {constants.ENDPOINT}: "
+                "set HF_ENDPOINT in the environment (before the code location starts) instead of the resource field."
+            )
 
 
 def observation_key(spec: SourceSpec) -> AssetKey:
@@ -203,6 +221,8 @@ def hub_source_asset(spec: SourceSpec, output: SourceOutput) -> AssetsDefinition
         except SourceError as error:
             # A renamed column or an unreadable file is not transient: fail without retrying.
             raise Failure(description=str(error), allow_retries=False) from error
+        except SourceUnavailable as error:
+            raise Failure(description=str(error), allow_retries=True) from error
         except Exception as error:
             if is_no_space(error):
                 raise Failure(
@@ -211,6 +231,12 @@ def hub_source_asset(spec: SourceSpec, output: SourceOutput) -> AssetsDefinition
                 ) from error
             raise
         frame = output.finish(mapped, spec.source_id)
+        if frame.is_empty():
+            raise Failure(
+                f"{spec.source_id}: 0 rows left from {stats.rows_read} read "
+                f"(drops: {', '.join(f'{r} {n}' for r, n in stats.dropped.items()) or 'none'}); check {spec.hub_repo}.",
+                allow_retries=False,
+            )
         context.log.info(f"{spec.source_id}: read {stats.rows_read}, kept {stats.rows_kept}, dropped {stats.dropped}")
         metadata = {
             **table_metadata(frame),

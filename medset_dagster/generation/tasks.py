@@ -38,7 +38,6 @@ from medset_dagster.generation.runner import (
 )
 from medset_dagster.generation.validation import (
     DROP_RULES,
-    REPAIR_RULES,
     OutputRules,
     count_outcomes,
     validate_outputs,

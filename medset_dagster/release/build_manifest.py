@@ -110,6 +110,8 @@ class RetrievalInfo:
     index_kind: str
     top_k: int = 5
     chunks: int | None = None
+    # Cosine similarity the best passage must reach for a question to be answered at all.
+    min_similarity: float | None = None
 
 
 def coerce(cls: type[T], value: T | Mapping[str, Any]) -> T:

@@ -12,12 +12,25 @@ from pathlib import Path
 
 import polars as pl
 
+from medset_dagster.common.files import is_no_space
 from medset_dagster.common.hashing import sha256_text
+from medset_dagster.common.hub_client import hub_call, is_transient
+from medset_dagster.common.retry import RetryPolicy
 from medset_dagster.sources.registry import SourceSpec
 
 
 class SourceError(RuntimeError):
-    """A source cannot be turned into records; the message names the source and what to fix."""
+    """A source cannot be turned into records; the message names the source and what to fix.
+    Not transient: retrying the same load cannot help."""
+
+
+class SourceUnavailable(RuntimeError):
+    """The Hub did not answer (5xx, timeouts, dropped connections) through every retry; a later
+    attempt may succeed."""
+
+
+# A load is retried this often on transient Hub failures before the asset's own retry policy.
+LOAD_RETRY = RetryPolicy(attempts=4, initial_s=2.0, maximum_s=30.0)
 
 
 @dataclass
@@ -64,7 +77,11 @@ def load_native_rows(
     if hub_root is not None and not Path(path).is_dir():
         raise SourceError(f"{spec.source_id}: local mirror folder {path} does not exist")
     features = datasets.Features({name: datasets.Value(dtype) for name, dtype in spec.features.items()}) if spec.features else None
-    try:
+    where = f"local mirror {path}" if hub_root is not None else f"Hub repo {path}@{revision}"
+    builder = None
+
+    def load():
+        nonlocal builder
         builder = datasets.load_dataset_builder(
             path,
             name=spec.config,
@@ -76,11 +93,20 @@ def load_native_rows(
             **spec.loader_options,
         )
         builder.download_and_prepare()
-        dataset = builder.as_dataset(split=spec.split)
+        return builder.as_dataset(split=spec.split)
+
+    try:
+        # A 503 or a dropped connection from the Hub is worth another try; datasets does not retry them.
+        dataset = hub_call(load, what=f"load {spec.source_id} from {where}", policy=LOAD_RETRY, token=token)
     except Exception as error:  # datasets raises many types; name the source whatever it was
-        where = f"local mirror {path}" if hub_root is not None else f"Hub repo {path}@{revision}"
-        raise SourceError(f"{spec.source_id}: could not load split '{spec.split}' from {where}: {error}") from error
-    files = [str(file) for split, split_files in (builder.config.data_files or {}).items() if str(split) == spec.split for file in split_files]
+        if is_no_space(error):
+            raise
+        files = _split_files(builder, spec.split) if builder is not None else []
+        reason = diagnose_data_files(files) or f"{type(error).__name__}: {error}"
+        if is_transient(error):
+            raise SourceUnavailable(f"{spec.source_id}: the Hub kept failing while loading split '{spec.split}' from {where}: {reason}") from error
+        raise SourceError(f"{spec.source_id}: could not load split '{spec.split}' from {where}: {reason}") from error
+    files = _split_files(builder, spec.split)
     rows, json_columns = _arrow_to_polars(dataset.data.table)
     missing = [column for column in spec.required_columns if column not in rows.columns]
     if missing:
@@ -90,6 +116,42 @@ def load_native_rows(
             "in medset_dagster/sources/registry.py and mappers.py."
         )
     return text_columns_as_text(spec, rows, json_columns=json_columns, files=files)
+
+
+def _split_files(builder, split: str) -> list[str]:
+    """The data files `builder` resolved for `split` (local paths or hf:// URLs)."""
+    data_files = getattr(getattr(builder, "config", None), "data_files", None) or {}
+    return [str(file) for name, files in data_files.items() if str(name) == split for file in files]
+
+
+def diagnose_data_files(files: list[str]) -> str | None:
+    """Why a split's data files cannot be read, naming the file: "file X is empty (0 bytes)",
+    "file X is not valid JSON: line N column C: ...", "file X is not a Parquet file"; None when
+    each file reads (or cannot be looked at: files on the Hub are diagnosed by `datasets` alone)."""
+    for name in files:
+        local = Path(name)
+        if not local.is_file():
+            continue
+        if local.stat().st_size == 0 or not local.read_bytes().strip():
+            return f"file {local} is empty ({local.stat().st_size} bytes)"
+        if local.suffix == ".json":
+            try:
+                json.loads(local.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as error:
+                return f"file {local} is not valid JSON: line {error.lineno} column {error.colno}: {error.msg}"
+        elif local.suffix == ".jsonl":
+            for number, line in enumerate(local.read_text(encoding="utf-8").splitlines(), 1):
+                if line.strip():
+                    try:
+                        json.loads(line)
+                    except json.JSONDecodeError as error:
+                        return f"file {local} is not valid JSON lines: line {number} column {error.colno}: {error.msg}"
+        elif local.suffix == ".parquet":
+            try:
+                pl.read_parquet_schema(local)
+            except Exception as error:  # polars names the defect; we name the file
+                return f"file {local} is not a readable Parquet file ({type(error).__name__}: {error})"
+    return None
 
 
 def _arrow_to_polars(table) -> tuple[pl.DataFrame, frozenset[str]]:

@@ -10,7 +10,9 @@ from typing import Any
 import polars as pl
 
 from medset_dagster.common.markdown import Raw, table
-from medset_dagster.dataset.curation import FUNNEL_STAGES
+from medset_dagster.dataset.curation import FUNNEL_STAGES, STAGE_MEANINGS
+from medset_dagster.generation.tasks import DEFAULT_MIN_SIMILARITY, task_drop_rules
+from medset_dagster.generation.validation import REPAIR_RULES
 from medset_dagster.release.card.header import card_header
 from medset_dagster.release.card.inputs import (
     HUB,
@@ -20,6 +22,7 @@ from medset_dagster.release.card.inputs import (
     CardInputs,
 )
 from medset_dagster.release.export import DATA_DIR, JSON_NAME
+from medset_dagster.release.hygiene_rules import PDF_RULES, RECORD_RULES
 from medset_dagster.release.licensing import classify_licence
 
 
@@ -214,7 +217,8 @@ def _policy_words(policy: Mapping[str, Any]) -> str:
 
 
 def _curation(card: CardInputs) -> str:
-    stages = list(FUNNEL_STAGES)
+    # The stages recorded in the funnel, in order (quality stages included when they ran).
+    stages = [k for k in card.funnel[0] if k != "source"] if card.funnel else list(FUNNEL_STAGES)
     rows = []
     for row in card.funnel:
         label = row.get("source", "")
@@ -225,11 +229,15 @@ def _curation(card: CardInputs) -> str:
         "",
         _policy_words(card.policy),
         "",
-        "Rows per source at each stage: `loaded` read from the source (for generated sources, items requested); "
-        "`mapped` turned into records; `after_source_dedup` kept by the source's own rules; then the global dedup, "
-        "the length filter, and `final` rows in the release.",
+        "Rows per source at each stage, one stage per cause (the same names as in the pipeline's metadata):",
+        "",
+        *[f"- `{stage}`: {STAGE_MEANINGS[stage]}." for stage in stages if stage in STAGE_MEANINGS],
         "",
         table(["source", *stages], rows) if rows else "_No funnel recorded._",
+        "",
+        "Text hygiene applied before these counts:",
+        "",
+        *[f"- {sentence}" for sentence in (*PDF_RULES.values(), *RECORD_RULES.values())],
         "",
         f"![Rows per source]({SOURCE_MIX_IMAGE})",
         "",
@@ -258,10 +266,19 @@ def _generation(card: CardInputs) -> str:
             "pipeline, not for training: expect wrong, shallow or odd answers.**",
             "",
         ]
+    min_similarity = card.retrieval.min_similarity if card.retrieval and card.retrieval.min_similarity is not None else DEFAULT_MIN_SIMILARITY
+    rules = task_drop_rules(min_similarity)
     lines += [
-        "Every output was checked automatically (markdown fences and preambles stripped; refusals, empty, "
-        "over-long and malformed outputs dropped; answers saying `NULL`, i.e. the retrieved context was not "
-        "enough, dropped). **No output was reviewed by a medical professional.**",
+        "Every output went through automatic checks, each drop counted by reason in the funnel. What they check, "
+        "rule by rule:",
+        "",
+        *[f"- `{reason}`: {sentence}" for reason, sentence in rules.items()],
+        *[f"- `{name}` (repaired, not dropped): {sentence}" for name, sentence in REPAIR_RULES.items()],
+        "",
+        "What they do **not** check: whether an answer is medically correct beyond naming the reference answer "
+        "(MedQA's correct option, the symptom set's diagnosis label), whether a RAG answer is faithful to its "
+        "passages beyond the passages being relevant, and whether a question is well posed. **No output was "
+        "reviewed by a medical professional.**",
         "",
         "Each prompt template is identified by a hash of its text, output schema and sampling parameters; a "
         "task's hash covers all its templates. Counts are items requested and rows kept.",
@@ -300,7 +317,12 @@ def _retrieval(card: CardInputs) -> str:
             f"- Embedder: `{emb.get('backend', '?')}`, model `{emb.get('model', '?')}`, dimension "
             f"{emb.get('dimension', '?')}" + (f", fingerprint `{fingerprint[:16]}`." if fingerprint else "."),
             f"- Index: `{ret.index_kind}` (inner product on unit vectors, i.e. cosine); top {ret.top_k} passages "
-            "per question, joined as the row's `context`.",
+            "per question, joined as the row's `context`"
+            + (
+                f"; a question whose best passage scores below {ret.min_similarity:g} gets no context and is dropped."
+                if ret.min_similarity is not None
+                else "."
+            ),
         ]
         if emb.get("backend") != "cohere":
             lines += ["", "The published build embedded with Cohere `embed-english-v3.0` (1,024 dimensions) and a "
