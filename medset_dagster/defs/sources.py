@@ -52,6 +52,7 @@ from medset_dagster.sources.hub_revisions import (
 )
 from medset_dagster.sources.loading import (
     SourceError,
+    SourceUnavailable,
     load_native_rows,
     map_source,
     with_item_ids,
