@@ -89,7 +89,7 @@ def test_load_dataset_reads_every_native_layout_at_the_pinned_sha(tmp_path: Path
         requests = layout_requests()
         results = load_over_http(hub.endpoint, [{"label": l, "repo": r, "kwargs": k} for l, r, k in requests], hf_home=tmp_path / "hf")
 
-        for (label, repo, kwargs), result in zip(requests, results):
+        for (label, repo, kwargs), result in zip(requests, results, strict=True):
             ok(result)
             local = {k: v for k, v in kwargs.items() if k != "revision"}
             expected = datasets.load_dataset(str(SAMPLE_HUB / repo), cache_dir=str(tmp_path / "local"), **local).to_polars()
@@ -181,6 +181,27 @@ def test_lfs_upload_round_trip_with_create_commit(tmp_path: Path) -> None:
         assert hub.files(repo)["data/copy.parquet"] == parquet
 
 
+def test_the_release_publish_goes_through_lfs_and_reads_back_identical(tmp_path: Path) -> None:
+    from medset_dagster.common.retry import RetryPolicy
+    from medset_dagster.release.hub_release import publish_release
+    from medset_dagster_tests.test_hub_publish import local_files, write_release
+
+    release = write_release(tmp_path / "release", content_hash="b" * 64, shards=2)
+    with HubServer(token=TOKEN, lfs=True) as hub, plain_lfs_uploads():
+        outcome = publish_release(
+            release, repo_id="medset/medical-qa", token=TOKEN, endpoint=hub.endpoint, version_tag="v1.0.0",
+            log=lambda line: None, retry=RetryPolicy(attempts=2, initial_s=0.01, maximum_s=0.02, jitter_s=0.0),
+        )
+        assert outcome.status == "committed"
+        assert hub.lfs_files("medset/medical-qa") == {
+            "data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet", "images/rows_per_source.png",
+        }
+        assert len(hub.requests_to("lfs_upload")) == 3
+        on_hub = hub.files("medset/medical-qa")
+        on_hub.pop(".gitattributes")
+        assert on_hub == local_files(release)
+
+
 def test_preupload_modes_and_the_hub_rules_on_binary_files() -> None:
     with HubServer(token=TOKEN, lfs=True) as hub:
         hub.add_repo("tester/modes")
@@ -210,7 +231,7 @@ def test_preupload_modes_and_the_hub_rules_on_binary_files() -> None:
         assert len(hub.history("tester/modes")) == 1
 
 
-def test_an_xet_upload_is_answered_with_the_fix(tmp_path: Path) -> None:
+def test_an_xet_upload_is_answered_with_the_fix() -> None:
     from huggingface_hub.utils._runtime import is_xet_available
 
     if not is_xet_available():
@@ -227,7 +248,7 @@ def test_an_xet_upload_is_answered_with_the_fix(tmp_path: Path) -> None:
 # -- protocol details ------------------------------------------------------------------------------
 
 
-def test_tree_pages_paths_info_ranges_and_signed_cdn_urls(tmp_path: Path) -> None:
+def test_tree_pages_paths_info_ranges_and_signed_cdn_urls() -> None:
     files = {f"data/part-{i}.jsonl": jsonl([{"i": i}]) for i in range(5)} | {"data/t.parquet": parquet_bytes(pl.DataFrame({"a": [1]}))}
     with HubServer(lfs=True, tree_page_size=2) as hub:
         first = hub.add_repo("tester/tree", files)

@@ -72,8 +72,8 @@ def lfs_pointer(content: bytes) -> bytes:
 
 
 def is_binary(sample: bytes) -> bool:
-    """The Hub's test on a file's first bytes: a NUL byte means binary (so it must go to LFS)."""
-    return b"\0" in sample[:8000]
+    """The Hub's test on a file's first 512 bytes (all preupload sees): a NUL byte means binary, so LFS."""
+    return b"\0" in sample[:512]
 
 
 def lfs_patterns(gitattributes: bytes | None) -> list[str]:
@@ -231,7 +231,6 @@ class HubServer:
         self._release = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._cdn: ThreadingHTTPServer | None = None
-        self._threads: list[threading.Thread] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -252,7 +251,6 @@ class HubServer:
             thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"{name}-server", daemon=True)
             thread.start()
             servers.append(httpd)
-            self._threads.append(thread)
         self._httpd, self._cdn = servers
 
     def stop(self) -> None:
