@@ -41,7 +41,8 @@ CURATED_DATASET = curated_dataset_asset([(spec, RECORD_ASSETS[spec.source_id]) f
 
 def make_definitions(profile: str, resource_overrides: Mapping[str, object] | None = None) -> Definitions:
     """The same assets for every profile; only resources differ (tests override some)."""
-    return Definitions(
+    made: list[Definitions] = []  # the publish job checks staleness on this code location's graph
+    definitions = Definitions(
         assets=[
             *HUB_OBSERVATIONS,
             *SOURCE_RECORD_ASSETS.values(),
@@ -55,13 +56,15 @@ def make_definitions(profile: str, resource_overrides: Mapping[str, object] | No
             HUB_RELEASE_SPEC,
         ],
         asset_checks=[*curated_dataset_checks(CURATED_DATASET), *RETRIEVAL_CHECKS],
-        jobs=build_jobs([observation.key for observation in HUB_OBSERVATIONS]),
+        jobs=build_jobs([observation.key for observation in HUB_OBSERVATIONS], lambda: made[0].resolve_asset_graph()),
         sensors=[nightly_rebuild],
         resources=resources_for(profile, resource_overrides),
         # Steps run in one process: on 2 cores a process per step spends 7-10 s importing dagster,
         # datasets and faiss, more than most steps take. The Celery deployment overrides this.
         executor=in_process_executor,
     )
+    made.append(definitions)
+    return definitions
 
 
 defs = make_definitions(active_profile())

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, EnvVar, evaluate_automation_conditions, instance_for_test
 
+from medset_dagster.defs.generation import GenerationSettings
 from medset_dagster.defs.launcher import build as run_build
 from medset_dagster.defs.release import ReleaseSettings
 from medset_dagster.defs.resources import PipelineStorage
@@ -288,9 +289,11 @@ def test_secrets_never_appear_in_logs_events_metadata_config_or_card(tmp_path, o
     home = tmp_path / "home"
     home.mkdir()
     with HubServer(token=CANARY_HF) as hub, CohereTestServer(api_key=CANARY_COHERE) as cohere_server:
-        pipeline = small_pipeline(
+        pipeline = make_pipeline(
             tmp_path,
             ollama.url,
+            # The Cohere stand-in's vectors carry no meaning: no similarity floor for retrieval.
+            generation_settings=GenerationSettings(**SMALL, retrieval_min_similarity=-1.0),
             embedder=EmbedderResource(backend="cohere", api_key=EnvVar("COHERE_API_KEY"), base_url=cohere_server.base_url),
             release_settings=ReleaseSettings(repo_id=REPO, token=EnvVar("HF_TOKEN"), endpoint=hub.endpoint),
         )

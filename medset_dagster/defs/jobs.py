@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from dagster import AssetKey, AssetSelection, define_asset_job, in_process_executor
 
-from medset_dagster.defs.release import publish_hub_release
+from medset_dagster.defs.release import publish_hub_release_job
 
 
-def build_jobs(observation_keys: Sequence[AssetKey]) -> list:
+def build_jobs(observation_keys: Sequence[AssetKey], asset_graph: Callable[[], object]) -> list:
     """`observe_sources`, `build_dataset` (everything but observations and the publish) and
-    `publish_hub_release`."""
+    `publish_hub_release` (which checks staleness on `asset_graph()`)."""
     observations = AssetSelection.assets(*observation_keys)
     observe_sources = define_asset_job(
         name="observe_sources",
@@ -27,4 +27,4 @@ def build_jobs(observation_keys: Sequence[AssetKey]) -> list:
             "the release files and the card. `make build` runs it shard by shard (python -m medset_dagster build)."
         ),
     )
-    return [observe_sources, build_dataset, publish_hub_release]
+    return [observe_sources, build_dataset, publish_hub_release_job(asset_graph)]

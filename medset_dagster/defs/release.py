@@ -11,7 +11,7 @@ passing blocking checks, and verifies every file against `build.json` before upl
 """
 
 
-from typing import Optional
+from typing import Callable, Optional
 
 import polars as pl
 from dagster import (
@@ -271,30 +271,44 @@ HUB_RELEASE_SPEC = AssetSpec(
 )
 
 
-def _asset_graph(context: OpExecutionContext):
-    """The code location's asset graph: the run's repository, or (a run executed in process from a
-    job definition, as tests do) the graph of the loaded code location."""
-    try:
-        return context.repository_def.asset_graph
-    except Exception:  # dagster raises CheckError when the run carries no repository
-        from medset_dagster.definitions import defs
+def publish_hub_release_job(asset_graph: Callable[[], object]):
+    """The `publish_hub_release` job. `asset_graph()` gives the code location's asset graph when the
+    run carries no repository (a run executed in process from a job definition, as tests do)."""
 
-        return defs.resolve_asset_graph()
+    def graph_of(context: OpExecutionContext):
+        try:
+            return context.repository_def.asset_graph
+        except Exception:  # dagster raises CheckError when the run carries no repository
+            return asset_graph()
+
+    @op(
+        name="publish_to_hub",
+        description="Refuse a stale or unchecked release, verify every file against build.json, then publish it (a dry run without a repo).",
+        tags={"kind": "huggingface"},
+    )
+    def publish_hub_release_op(context: OpExecutionContext, release_settings: ReleaseSettings, storage: PipelineStorage) -> None:
+        blockers = release_blockers(context.instance, graph_of(context), AssetKey("dataset_card"))
+        if blockers:
+            raise Failure(
+                "The release is not the product of the current pipeline, so it is not published: "
+                + "; ".join(blockers)
+                + ". Run `make build` (or materialize the stale assets and dataset_card in the UI), then publish again.",
+                allow_retries=False,
+            )
+        publish_current_release(context, release_settings, storage)
+
+    @job(
+        name="publish_hub_release",
+        description="Publish the current release to the Hub (a dry run without MEDSET_HUB_REPO), after checking it is current and its checks passed.",
+    )
+    def publish_hub_release():
+        publish_hub_release_op()
+
+    return publish_hub_release
 
 
-@op(
-    description="Refuse a stale or unchecked release, verify every file against build.json, then publish it (a dry run without a repo).",
-    tags={"kind": "huggingface"},
-)
-def publish_hub_release_op(context: OpExecutionContext, release_settings: ReleaseSettings, storage: PipelineStorage) -> None:
-    blockers = release_blockers(context.instance, _asset_graph(context), AssetKey("dataset_card"))
-    if blockers:
-        raise Failure(
-            "The release is not the product of the current pipeline, so it is not published: "
-            + "; ".join(blockers)
-            + ". Run `make build` (or materialize the stale assets and dataset_card in the UI), then publish again.",
-            allow_retries=False,
-        )
+def publish_current_release(context: OpExecutionContext, release_settings: ReleaseSettings, storage: PipelineStorage) -> None:
+    """Verify the current release folder and publish it; report `hub_release` with the outcome."""
     folder = storage.release_dir
     card_metadata = latest_metadata(context.instance, "dataset_card")
     tag = f"release-{str(card_metadata.get('content_hash', ''))[:12]}"
@@ -331,14 +345,6 @@ def publish_hub_release_op(context: OpExecutionContext, release_settings: Releas
     if outcome.status == "unchanged":
         context.log.info("The Hub already holds this release (same content hash): no commit made.")
     context.log_event(AssetMaterialization(asset_key=HUB_RELEASE, metadata=metadata))
-
-
-@job(
-    name="publish_hub_release",
-    description="Publish the current release to the Hub (a dry run without MEDSET_HUB_REPO), after checking it is current and its checks passed.",
-)
-def publish_hub_release():
-    publish_hub_release_op()
 
 
 RELEASE_ASSETS = [release_files, dataset_card]
