@@ -101,3 +101,43 @@ def source_counts_steady(
             {"fallen": fallen},
         )
     return GateResult(True, f"no source fell more than {max_drop_share:.0%} below the last build")
+
+
+def near_duplicate_source_loss(
+    stats: Mapping, max_share: float, acknowledged: Iterable[str] = ()
+) -> GateResult:
+    """No source lost more than `max_share` (0-1) of its rows to near-duplicate removal, except the
+    `acknowledged` ones.
+
+    `stats`: the stats of `near_duplicates.remove_near_duplicates` (`rows_in_by_source`,
+    `removed_by_source`, `largest_clusters_by_source`). Guards against the known failure where
+    clustering short templated text (synthetic_disaster_reports, diseases_symptoms) wipes out a whole
+    source. On failure the description names each source with its loss, and `details` holds
+    `sources` {source: {rows_in, removed, share, largest_clusters}}.
+    """
+    acknowledged = set(acknowledged)
+    over: dict[str, dict] = {}
+    waived: list[str] = []
+    for source, rows_in in stats["rows_in_by_source"].items():
+        removed = stats["removed_by_source"].get(source, 0)
+        share = removed / rows_in if rows_in else 0.0
+        if share > max_share:
+            if source in acknowledged:
+                waived.append(source)
+                continue
+            over[source] = {
+                "rows_in": rows_in,
+                "removed": removed,
+                "share": round(share, 4),
+                "largest_clusters": stats.get("largest_clusters_by_source", {}).get(source, []),
+            }
+    if over:
+        return GateResult(
+            False,
+            f"near-duplicate removal took more than {max_share:.0%} of "
+            + ", ".join(f"{s} ({v['removed']:,} of {v['rows_in']:,}, {v['share']:.0%})" for s, v in over.items())
+            + "; review its largest clusters, then raise the threshold or acknowledge the source",
+            {"sources": over},
+        )
+    note = f" (acknowledged: {', '.join(sorted(waived))})" if waived else ""
+    return GateResult(True, f"no source lost more than {max_share:.0%} of its rows to near-duplicates{note}", {"acknowledged": sorted(waived)})

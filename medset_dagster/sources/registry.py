@@ -201,3 +201,9 @@ def record_sources() -> tuple[SourceSpec, ...]:
 
 def generation_input_sources() -> tuple[SourceSpec, ...]:
     return tuple(spec for spec in SOURCES if spec.role == "generation_inputs")
+
+
+def dataset_source_priority() -> tuple[str, ...]:
+    """The dataset's source ids in registry order: the default priority of the near-duplicate keep
+    rule (`dataset/near_duplicates.py`), best first."""
+    return tuple(spec.source_id for spec in SOURCES if spec.role in ("records", "generation_inputs", "rag"))
