@@ -32,7 +32,7 @@ from medset_dagster.release.dataset_card import (
 from medset_dagster.release.licensing import LicenceDecision, derive_release_licence
 from medset_dagster.sources.registry import SOURCES
 
-SOURCE_IDS = [s.source_id for s in SOURCES if s.role != "excluded"]
+SOURCE_IDS = [s.source_id for s in SOURCES if s.role not in ("excluded", "benchmark")]
 RUN_ID = "5f0c1d2e-3a4b-4c5d-8e9f-0a1b2c3d4e5f"
 
 

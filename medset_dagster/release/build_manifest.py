@@ -147,11 +147,12 @@ def source_entries(
     revisions_loaded: Mapping[str, str] | None = None,
     revisions_observed: Mapping[str, str] | None = None,
 ) -> list[SourceEntry]:
-    """Every non-excluded registry source, in registry order, with its rows in the release.
+    """Every registry source that contributes rows (not excluded, not a benchmark), in registry
+    order, with its rows in the release.
 
     `revisions_loaded` overrides the registry's pin (e.g. the sample profile's mirror revision).
     """
-    from medset_dagster.sources.registry import SOURCES
+    from medset_dagster.sources.registry import DATASET_ROLES, SOURCES
 
     loaded, observed = revisions_loaded or {}, revisions_observed or {}
     return [
@@ -167,7 +168,7 @@ def source_entries(
             published_rows=spec.published_rows,
         )
         for spec in SOURCES
-        if spec.role != "excluded"
+        if spec.role in DATASET_ROLES
     ]
 
 

@@ -14,8 +14,12 @@ import polars as pl
 
 from medset_dagster.sources import mappers
 
-# What a source contributes: finished records, items for an LLM task, or nothing (excluded).
-SourceRole = Literal["records", "generation_inputs", "rag", "excluded"]
+# What a source contributes: finished records, items for an LLM task, nothing (excluded), or the
+# items of an evaluation benchmark that the dataset must not contain (benchmark: decontamination).
+SourceRole = Literal["records", "generation_inputs", "rag", "excluded", "benchmark"]
+# How a revision is pinned: here, in `revision`; or by trust on first use: the first full-profile
+# observation's commit is recorded and used from then on, and a later commit is a new revision.
+RevisionPin = Literal["registry", "first_observation"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class SourceSpec:
     dedup_on: str | None = None
     published_rows: int | None = None
     excluded_reason: str | None = None
+    pinned_by: RevisionPin = "registry"
 
     @property
     def loads_from_hub(self) -> bool:
@@ -183,11 +188,71 @@ SOURCES: tuple[SourceSpec, ...] = (
             "not clinical cases."
         ),
     ),
+    # Evaluation benchmarks (issue 10): the test splits medical models are scored on. Their items
+    # are indexed for decontamination; no row of the dataset may share a 13-gram with them.
+    SourceSpec(
+        source_id="medqa_usmle_test",
+        role="benchmark",
+        description="MedQA (USMLE, 4 options), test split",
+        licence="cc-by-4.0",
+        hub_repo="GBaker/MedQA-USMLE-4-options",
+        split="test",
+        revision="0fb93dd23a7339b6dcd27e241cb9b5eca62d4d18",
+        required_columns=("question", "options", "answer"),
+        mapper=mappers.medqa_usmle_items,
+    ),
+    SourceSpec(
+        source_id="medmcqa_validation",
+        role="benchmark",
+        description="MedMCQA, validation split (its test split has no answers)",
+        licence="apache-2.0",
+        hub_repo="openlifescienceai/medmcqa",
+        split="validation",
+        revision="91c6572c454088bf71b679ad90aa8dffcd0d5868",
+        required_columns=("id", "question", "opa", "opb", "opc", "opd", "cop"),
+        mapper=mappers.medmcqa_items,
+    ),
+    SourceSpec(
+        source_id="pubmedqa_labeled",
+        role="benchmark",
+        description="PubMedQA, expert-labelled set (pqa_labeled, 1,000 items)",
+        licence="mit",
+        hub_repo="qiaojin/PubMedQA",
+        config="pqa_labeled",
+        split="train",
+        pinned_by="first_observation",
+        required_columns=("pubid", "question", "long_answer"),
+        mapper=mappers.pubmedqa_items,
+    ),
+    *(
+        SourceSpec(
+            source_id=f"mmlu_{subject}",
+            role="benchmark",
+            description=f"MMLU {subject.replace('_', ' ')}, test split",
+            licence="mit",
+            hub_repo="cais/mmlu",
+            config=subject,
+            split="test",
+            revision="c30699e8356da336a370243923dbaf21066bb9fe",
+            required_columns=("question", "choices", "answer"),
+            mapper=mappers.mmlu_items,
+        )
+        for subject in (
+            "anatomy",
+            "clinical_knowledge",
+            "college_biology",
+            "college_medicine",
+            "medical_genetics",
+            "professional_medicine",
+        )
+    ),
 )
 
 SOURCES_BY_ID: dict[str, SourceSpec] = {spec.source_id: spec for spec in SOURCES}
+# Roles whose sources contribute rows to the dataset.
+DATASET_ROLES: frozenset[str] = frozenset({"records", "generation_inputs", "rag"})
 # Every id that may appear in the `source` column of the dataset.
-DATASET_SOURCE_IDS: frozenset[str] = frozenset(s.source_id for s in SOURCES if s.role != "excluded")
+DATASET_SOURCE_IDS: frozenset[str] = frozenset(s.source_id for s in SOURCES if s.role in DATASET_ROLES)
 
 
 def hub_sources() -> tuple[SourceSpec, ...]:
@@ -203,7 +268,12 @@ def generation_input_sources() -> tuple[SourceSpec, ...]:
     return tuple(spec for spec in SOURCES if spec.role == "generation_inputs")
 
 
+def benchmark_sources() -> tuple[SourceSpec, ...]:
+    """The evaluation benchmarks indexed for decontamination, in registry order."""
+    return tuple(spec for spec in SOURCES if spec.role == "benchmark")
+
+
 def dataset_source_priority() -> tuple[str, ...]:
     """The dataset's source ids in registry order: the default priority of the near-duplicate keep
     rule (`dataset/near_duplicates.py`), best first."""
-    return tuple(spec.source_id for spec in SOURCES if spec.role in ("records", "generation_inputs", "rag"))
+    return tuple(spec.source_id for spec in SOURCES if spec.role in DATASET_ROLES)
