@@ -141,3 +141,25 @@ def near_duplicate_source_loss(
         )
     note = f" (acknowledged: {', '.join(sorted(waived))})" if waived else ""
     return GateResult(True, f"no source lost more than {max_share:.0%} of its rows to near-duplicates{note}", {"acknowledged": sorted(waived)})
+
+
+def no_benchmark_overlap(release: pl.DataFrame, index, config) -> GateResult:
+    """No release row shares an n-gram with a benchmark item (the publish's last word on
+    decontamination): `release` needs `row_id`, `source` and the configured text fields; `index` is
+    a `decontamination.ContaminationIndex`, `config` a `DecontaminationConfig`. On failure `details`
+    holds `matches` (at most 20 of row_id, source, benchmark, item_id, field) and `by_source_benchmark`.
+    """
+    from medset_dagster.dataset.decontamination import find_contamination
+
+    matches = find_contamination(release, index, config)
+    if matches.is_empty():
+        return GateResult(True, f"no release row shares a {config.ngram}-gram with {index.items.height:,} benchmark items")
+    pairs = matches.select("row_id", "source", "benchmark").unique().group_by("source", "benchmark").len().sort("source", "benchmark")
+    return GateResult(
+        False,
+        f"{matches['row_id'].n_unique():,} release rows share a {config.ngram}-gram with a benchmark item",
+        {
+            "matches": matches.select("row_id", "source", "benchmark", "item_id", "field").head(20).to_dicts(),
+            "by_source_benchmark": [dict(zip(("source", "benchmark", "rows"), r)) for r in pairs.iter_rows()],
+        },
+    )
