@@ -163,3 +163,24 @@ def no_benchmark_overlap(release: pl.DataFrame, index, config) -> GateResult:
             "by_source_benchmark": [dict(zip(("source", "benchmark", "rows"), r)) for r in pairs.iter_rows()],
         },
     )
+
+
+def no_phi_remaining(release: pl.DataFrame, config) -> GateResult:
+    """No PHI/PII finding remains in the release under the active policy (`config`: a
+    `phi.PhiConfig`; `release`: `row_id`, `source` and the configured fields). Redaction
+    placeholders such as `[PHONE]` match no detector. On failure `details` holds `by_source_kind`
+    {source: {kind: findings}} and `row_ids` (at most 20); never the matched text.
+    """
+    from medset_dagster.dataset.phi import scan
+
+    findings = scan(release, config)
+    if findings.is_empty():
+        return GateResult(True, f"no PHI/PII finding in the release ({config.policy} policy, {len(config.kinds)} kinds)")
+    by_pair: dict[str, dict[str, int]] = {}
+    for source, kind, count in findings.group_by("source", "kind").len().sort("source", "kind").iter_rows():
+        by_pair.setdefault(source, {})[kind] = count
+    return GateResult(
+        False,
+        f"{findings.height:,} PHI/PII findings remain in {findings['row_id'].n_unique():,} release rows",
+        {"by_source_kind": by_pair, "row_ids": findings["row_id"].unique(maintain_order=True).head(20).to_list()},
+    )
