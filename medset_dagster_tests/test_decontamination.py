@@ -16,7 +16,7 @@ from medset_dagster.dataset.decontamination import (
     source_benchmark_table,
 )
 from medset_dagster.sources.loading import load_native_rows
-from medset_dagster.sources.registry import SOURCES_BY_ID, benchmark_sources
+from medset_dagster.sources.registry import benchmark_sources
 from medset_dagster_tests.fixtures import sample_benchmarks, sample_mirrors
 
 PLANTED_FLAGGED = [p for p in sample_benchmarks.PLANTED if p.flagged]
@@ -37,18 +37,7 @@ def items(tmp_path_factory) -> pl.DataFrame:
 @pytest.fixture(scope="module")
 def rows() -> pl.DataFrame:
     """Every sample source row as its mapper writes it (LLM sources: the item, reference as output)."""
-    frames = []
-    for source_id, mirror in sample_mirrors.build_all().items():
-        native = pl.from_dicts(mirror.rows, infer_schema_length=None)
-        if source_id == "medqa":
-            native = native.with_columns(pl.col("options").cast(pl.Struct({k: pl.String for k in "ABCDE"})))
-        mapped = SOURCES_BY_ID[source_id].mapper(native).with_row_index("row")
-        if "reference" in mapped.columns:
-            mapped = mapped.rename({"reference": "output"})
-        frames.append(mapped.select(
-            pl.format("{}-{}", pl.lit(source_id), pl.col("row")).alias("row_id"), pl.lit(source_id).alias("source"),
-            "input", "context", "output"))
-    return pl.concat(frames)
+    return sample_benchmarks.mapped_sample_rows().drop("drop_reason")
 
 
 def test_the_benchmark_mirrors_load_with_datasets_and_map_to_items(items):

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from medset_dagster.dataset import phi, quality
+from medset_dagster_tests.fixtures import sample_benchmarks, sample_mirrors
 from medset_dagster.dataset.phi import FINDINGS_SCHEMA, PhiConfig, apply_phi_policy, scan, scan_and_apply, scan_chunks, scan_text
 
 FOUND = [
@@ -115,3 +116,16 @@ def test_an_unknown_kind_or_policy_and_missing_columns_are_refused():
     with pytest.raises(ValueError, match="needs columns"):
         scan(pl.DataFrame({"row_id": ["a"], "input": ["x"]}))
     assert apply_phi_policy(rows("x", "plain"), pl.DataFrame(schema=FINDINGS_SCHEMA)).kept.equals(rows("x", "plain"))
+
+
+def test_the_sample_mirrors_hold_exactly_the_planted_phi():
+    rows = sample_benchmarks.mapped_sample_rows().filter(pl.col("drop_reason").is_null())
+    kept, findings, stats = scan_and_apply(rows)
+    found = sorted((r["row_id"], r["field"], r["kind"]) for r in findings.to_dicts())
+    planted = sorted((f"{source}-{row}", field, kind) for source, row, field, kinds in sample_mirrors.PLANTED_PHI for kind in kinds)
+    assert found == planted
+    assert stats["findings_by_source_kind"] == {
+        "first_aid_dataset": {"ADDRESS": 1, "PERSON": 1}, "medical_o1_verifiable_problem": {"MRN": 1},
+        "medicationqa": {"EMAIL": 1}, "synthetic_disaster_reports": {"PHONE": 1}}
+    redacted = dict(zip(kept["row_id"], kept["output"]))["first_aid_dataset-3"]
+    assert redacted.endswith("Seek help if it is deep or will not come out: Dr. [NAME] sees walk-ins at [ADDRESS].")

@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from medset_dagster.common import markdown
-from medset_dagster.dataset.ngrams import iter_batches, ngram_hashes, segment_tokens, tokens_expr
+from medset_dagster.dataset.ngrams import iter_batches, map_batches, ngram_hashes, segment_tokens, tokens_expr
 
 ITEM_COLUMNS = ("benchmark", "item_id", "question", "options", "answer")
 CONTAMINATED_SCHEMA: dict[str, pl.DataType] = {
@@ -173,26 +173,22 @@ def _in_index(values: np.ndarray, index: ContaminationIndex) -> np.ndarray:
 
 def _hits(rows: pl.DataFrame, index: ContaminationIndex, fields: tuple[str, ...]) -> pl.DataFrame:
     """Every (row, field, token position, n-gram) whose n-gram is in the index."""
-    found = []
-    texts = rows.select(*fields)
-    for start, batch in iter_batches(texts):
+    schema = {"row": pl.Int64, "field": pl.Int64, "position": pl.Int64, "ngram": pl.UInt64}
+
+    def scan(batch: pl.DataFrame) -> pl.DataFrame | None:
         stacked = pl.concat([batch[f].cast(pl.String).rename("text") for f in fields])
         grams = ngram_hashes(segment_tokens(stacked), index.n, short_segments=False)
         if grams.hashes.size == 0:
-            continue
+            return None
         mask = _in_index(grams.hashes, index)
         if not mask.any():
-            continue
+            return None
         segment = grams.segment[mask]
-        found.append(pl.DataFrame({
-            "row": segment % batch.height + start,
-            "field": segment // batch.height,
-            "position": grams.position[mask],
-            "ngram": grams.hashes[mask],
-        }, schema={"row": pl.Int64, "field": pl.Int64, "position": pl.Int64, "ngram": pl.UInt64}))
-    if not found:
-        return pl.DataFrame(schema={"row": pl.Int64, "field": pl.Int64, "position": pl.Int64, "ngram": pl.UInt64})
-    return pl.concat(found)
+        return pl.DataFrame({"row": segment % batch.height, "field": segment // batch.height,
+                             "position": grams.position[mask], "ngram": grams.hashes[mask]}, schema=schema)
+
+    found = [hits.with_columns(pl.col("row") + start) for start, _, hits in map_batches(rows.select(*fields), scan) if hits is not None]
+    return pl.concat(found) if found else pl.DataFrame(schema=schema)
 
 
 def find_contamination(

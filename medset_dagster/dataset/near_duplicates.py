@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from medset_dagster.common import markdown
-from medset_dagster.dataset.ngrams import iter_batches, ngram_hashes, segment_tokens
+from medset_dagster.dataset.ngrams import map_batches, ngram_hashes, segment_tokens
 
 NEAR_DUPLICATE_SCHEMA: dict[str, pl.DataType] = {
     "row_id": pl.String,
@@ -104,16 +104,20 @@ class NearDuplicateResult(NamedTuple):
 
 
 def _shingles(rows: pl.DataFrame, ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """uint64 shingle hashes of all rows, concatenated, and uint64 offsets (N + 1,)."""
-    text = rows.select(
-        pl.concat_str([pl.col("input").fill_null(""), pl.col("output").fill_null("")], separator=" ").alias("text")
-    )
-    upper_bound = int(text["text"].str.len_bytes().sum() or 0) // 2 + rows.height
-    flat = np.empty(upper_bound, dtype=np.uint64)  # virtual until written: RSS grows with the fill
+    """uint64 shingle hashes of all rows, concatenated, and uint64 offsets (N + 1,).
+
+    The text (input, a space, output) is built one batch at a time, never for the whole frame."""
+    fields = rows.select(pl.col("input").cast(pl.String).fill_null(""), pl.col("output").cast(pl.String).fill_null(""))
+    total_bytes = fields.select(pl.col("input").str.len_bytes().sum() + pl.col("output").str.len_bytes().sum()).item() or 0
+    flat = np.empty(int(total_bytes) // 2 + rows.height, dtype=np.uint64)  # virtual until written: RSS grows with the fill
     counts = np.zeros(rows.height, dtype=np.int64)
     filled = 0
-    for start, batch in iter_batches(text):
-        shingles = ngram_hashes(segment_tokens(batch["text"]), ngram, short_segments=True)
+
+    def shingle(batch: pl.DataFrame):
+        text = batch.select(pl.concat_str(["input", "output"], separator=" "))["input"]
+        return ngram_hashes(segment_tokens(text), ngram, short_segments=True)
+
+    for start, batch, shingles in map_batches(fields, shingle):
         flat[filled : filled + shingles.hashes.size] = shingles.hashes
         filled += shingles.hashes.size
         counts[start : start + batch.height] = np.bincount(shingles.segment, minlength=batch.height)

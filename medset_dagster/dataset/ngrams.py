@@ -25,14 +25,17 @@ pair. Callers that must be exact verify a match on the text (`tokens_expr`).
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import polars as pl
 
+T = TypeVar("T")
 TOKEN_BASE = 0x100000001B3_5A5B  # odd, so invertible modulo 2^64
 NGRAM_BASE = 0x9E3779B97F4A7C15 | 1
 LENGTH_SALT = 0xD6E8FEB86659FD93
@@ -329,3 +332,27 @@ def iter_batches(frame: pl.DataFrame, max_bytes: int = CHUNK_BYTES) -> Iterator[
         stop = max(stop, start + 1)
         yield start, frame.slice(start, stop - start)
         start = stop
+
+
+def map_batches(frame: pl.DataFrame, work: Callable[[pl.DataFrame], T], *, max_bytes: int = CHUNK_BYTES,
+                workers: int | None = None) -> Iterator[tuple[int, pl.DataFrame, T]]:
+    """(first row, slice, `work(slice)`) for the slices of `iter_batches`, in order.
+
+    `work` runs on up to `workers` threads (default: the CPU count, at most 4): numpy and polars
+    release the GIL, so batches proceed in parallel; results are yielded in slice order.
+    """
+    workers = workers or min(4, os.cpu_count() or 1)
+    batches = iter_batches(frame, max_bytes)
+    if workers <= 1:
+        for start, batch in batches:
+            yield start, batch, work(batch)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = []
+        for start, batch in batches:
+            pending.append((start, batch, pool.submit(work, batch)))
+            if len(pending) >= 2 * workers:
+                first, sliced, future = pending.pop(0)
+                yield first, sliced, future.result()
+        for first, sliced, future in pending:
+            yield first, sliced, future.result()

@@ -196,7 +196,7 @@ def _detectors(phone_regions: tuple[str, ...]) -> dict[str, _Detector]:
     address = PatternRecognizer(
         supported_entity="STREET_ADDRESS",
         name="StreetAddressRecognizer",
-        patterns=[Pattern("street address", r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s+){1,3}" + _STREET + r"\b\.?", 0.5)],
+        patterns=[Pattern("street address", r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s+){1,3}" + _STREET + r"\b", 0.5)],
         global_regex_flags=case_sensitive,
     )
     person = PatternRecognizer(
