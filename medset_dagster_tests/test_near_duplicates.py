@@ -1,7 +1,6 @@
 """Near-duplicate removal: planted near-duplicates are found, templated rows are not merged, runs
 are deterministic, and the source-loss guard names the source it protects."""
 
-import numpy as np
 import polars as pl
 import pytest
 

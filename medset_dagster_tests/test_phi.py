@@ -129,3 +129,25 @@ def test_the_sample_mirrors_hold_exactly_the_planted_phi():
         "medicationqa": {"EMAIL": 1}, "synthetic_disaster_reports": {"PHONE": 1}}
     redacted = dict(zip(kept["row_id"], kept["output"]))["first_aid_dataset-3"]
     assert redacted.endswith("Seek help if it is deep or will not come out: Dr. [NAME] sees walk-ins at [ADDRESS].")
+
+
+def test_the_quality_funnel_chains_the_three_stages_on_the_sample_rows():
+    from medset_dagster.dataset.decontamination import build_index, decontaminate
+    from medset_dagster.dataset.near_duplicates import remove_near_duplicates
+    from medset_dagster.dataset.quality_funnel import quality_funnel
+
+    rows = sample_benchmarks.mapped_sample_rows().filter(pl.col("drop_reason").is_null()).drop("drop_reason")
+    items = pl.concat([
+        sample_benchmarks.items(b).filter(pl.col("drop_reason").is_null()).drop("drop_reason").select(pl.lit(b).alias("benchmark"), pl.all())
+        for b in sample_benchmarks.benchmark_split_rows()
+    ])
+    near = remove_near_duplicates(rows)
+    clean = decontaminate(near.kept, build_index(items))
+    dropped = scan_and_apply(clean.kept, PhiConfig(policy="drop"))
+    funnel = quality_funnel(near.stats, clean.stats, dropped.stats)
+    assert funnel.columns == ["source", "after_near_dedup", "after_decontamination", "after_phi"]
+    total = funnel.filter(pl.col("source") == "TOTAL").row(0)
+    assert total[1:] == (near.kept.height, clean.kept.height, dropped.kept.height)
+    assert clean.stats["removed"] == 5 and dropped.stats["rows_dropped"] == 4
+    redacted = quality_funnel(near.stats, clean.stats, scan_and_apply(clean.kept).stats)
+    assert redacted["after_phi"].to_list() == redacted["after_decontamination"].to_list()
