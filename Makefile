@@ -5,7 +5,7 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
-export DAGSTER_HOME := $(CURDIR)
+export DAGSTER_HOME := $(CURDIR)/.dagster
 export MEDSET_PROFILE ?= sample
 
 .PHONY: setup build publish test dev benchmarks clean
@@ -22,26 +22,27 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 setup: $(VENV)/.synced
 
-DAGSTER_JOB := $(VENV)/bin/dagster job execute -m medset_dagster.definitions
+PORT ?= 3000
+MEDSET := $(VENV)/bin/python -m medset_dagster
 
 ## Build the dataset on the active profile: observe the sources (their revisions become data
-## versions), then materialize every asset of build_dataset, release card included.
+## versions), then run build_dataset (shard by shard), release card included. The runs appear in
+## the UI under the code location's jobs.
 build: setup
-	$(DAGSTER_JOB) -j observe_sources
-	$(DAGSTER_JOB) -j build_dataset
-	@echo "Release folder: $${MEDSET_DATA_DIR:-$(CURDIR)/.medset}/release"
+	$(MEDSET) build
 
-## Publish the release (sample profile, or no MEDSET_HUB_REPO: a dry run into the release folder).
+## Publish the current release (sample profile, or no MEDSET_HUB_REPO: a dry run). Refuses a
+## release that is stale or whose blocking checks did not pass.
 publish: setup
-	$(DAGSTER_JOB) -j publish_dataset
+	$(MEDSET) publish
 
 ## Run the test suite.
 test: setup
 	$(VENV)/bin/python -m pytest -q
 
-## The web UI on http://127.0.0.1:3000 (same as `dg dev`).
+## The web UI on http://127.0.0.1:$(PORT) (same as `dg dev`).
 dev: setup
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
 
 benchmarks: setup
 	$(VENV)/bin/python benchmarks/curation.py
@@ -49,4 +50,5 @@ benchmarks: setup
 	$(VENV)/bin/python benchmarks/generation.py
 
 clean:
-	rm -rf .dagster .medset
+	find .dagster -mindepth 1 ! -name dagster.yaml -exec rm -rf {} + 2>/dev/null || true
+	rm -rf .medset

@@ -1,4 +1,4 @@
-"""The whole graph through Dagster on the sample profile, in a temporary DAGSTER_HOME.
+"""The whole graph through Dagster on the sample profile, in a temporary instance and data folder.
 
 Generation goes through the real `ollama` client to the loopback Ollama stand-in (deterministic
 answers), so final counts are exact; the llama.cpp backend has its own test.
@@ -8,12 +8,11 @@ import json
 
 import polars as pl
 import pytest
-from dagster import AssetKey, DagsterInstance, instance_for_test
+from dagster import AssetKey, AssetMaterialization, AssetRecordsFilter, Definitions
 
 from medset_dagster.definitions import make_definitions
-from medset_dagster.defs.backends import GenerationSettings, GeneratorResource
-from medset_dagster.defs.storage import PipelineStorage
-from medset_dagster_tests.servers.ollama_server import FakeOllamaServer
+from medset_dagster.defs.launcher import build_phases
+from medset_dagster_tests.conftest import materialized, metadata_of
 
 # Expected rows per source after curation, from the deliberate bad rows of the sample mirrors
 # (sample_data/hub/README.md) and, for generated sources, the stand-in's deterministic answers
@@ -44,119 +43,115 @@ FINAL = {
         "wiki_medical_terms": 17,
     },
 }
-# Items sent to the LLM per generated source: rows read from the mirror (scenario draws for RAG).
-LOADED = {"medqa": 23, "wiki_medical_terms": 22, "symptom_to_diagnosis": 26, "extreme_firstaid_qa_dataset": 8}
-
-
-def build(tmp_path, ollama_url: str, policy: str, data_dir=None):
-    storage = PipelineStorage(data_dir=str(data_dir or tmp_path / "data"))
-    defs = make_definitions(
-        "sample",
-        {
-            "storage": storage,
-            "generator_backend": GeneratorResource(backend="ollama", ollama_host=ollama_url, timeout_s=10, max_attempts=2),
-            "generation_settings": GenerationSettings(scenario_count=8, scenario_seed=7),
-        },
-    )
-    job = defs.resolve_job_def("build_dataset")
-    return storage, defs, job
-
-
-def run_build(job, instance: DagsterInstance, policy: str):
-    return job.execute_in_process(
-        instance=instance,
-        run_config={"ops": {"curated_dataset": {"config": {"policy": policy}}}},
-    )
-
-
-def home(tmp_path):
-    folder = tmp_path / "home"
-    folder.mkdir(exist_ok=True)
-    return str(folder)
-
-
-@pytest.fixture(scope="module")
-def ollama():
-    with FakeOllamaServer() as server:
-        yield server
+# Rows of each generated source's Hub split as read (scenario draws for the RAG source), and the
+# items sent to the LLM after the input rules and dedup.
+ROWS_READ = {"medqa": 23, "wiki_medical_terms": 22, "symptom_to_diagnosis": 26, "extreme_firstaid_qa_dataset": 8}
+ITEMS_SENT = {"medqa": 18, "wiki_medical_terms": 17, "symptom_to_diagnosis": 20, "extreme_firstaid_qa_dataset": 8}
 
 
 @pytest.mark.parametrize("policy", ["card", "published"])
-def test_sample_build_gives_exact_counts_and_identical_bytes_twice(tmp_path, ollama, policy):
-    with instance_for_test(temp_dir=home(tmp_path)) as instance:
-        storage, _, job = build(tmp_path, ollama.url, policy)
-        result = run_build(job, instance, policy)
-        assert result.success
-        report = json.loads(storage.curation_report_path.read_text())
-        counts = report["per_source_counts"]
-        assert counts == FINAL[policy]
-        funnel = {row["source"]: row for row in report["funnel"]}
-        for source, loaded in LOADED.items():
-            assert funnel[source]["loaded"] == loaded, source
-        assert funnel["TOTAL"]["final"] == sum(FINAL[policy].values())
-        release = storage.release_dir
-        first = {p.name: p.read_bytes() for p in (release / "data").iterdir()}
-        first_json = (release / "medical_training_dataset.json").read_bytes()
-        calls_after_first = ollama.calls
+def test_sample_build_gives_exact_counts_and_identical_bytes_twice(pipeline, instance, ollama, policy):
+    pipeline.observe_and_build(instance, policy)
+    curated = metadata_of(instance, "curated_dataset")
+    assert curated["per_source_counts"] == FINAL[policy]
+    funnel = {row["source"]: row for row in curated["funnel_json"]}
+    for source, rows in ROWS_READ.items():
+        assert funnel[source]["rows_read"] == rows, source
+        assert funnel[source]["after_sample_cap"] == ITEMS_SENT[source], source
+    assert funnel["TOTAL"]["final"] == sum(FINAL[policy].values())
+    release = pipeline.release.resolve()
+    first = {p.name: p.read_bytes() for p in (release / "data").iterdir()}
+    first_json = (release / "medical_training_dataset.json").read_bytes()
+    calls_after_first = ollama.calls
 
-        # A second run: same bytes, and no LLM call (everything is served from the cache).
-        second = run_build(job, instance, policy)
-        assert second.success
-        assert ollama.calls == calls_after_first
-        assert {p.name: p.read_bytes() for p in (release / "data").iterdir()} == first
-        assert (release / "medical_training_dataset.json").read_bytes() == first_json
-        rows = json.loads(first_json)
-        assert len(rows) == sum(counts.values())
-        assert list(rows[0]) == ["input", "context", "output", "source"]
-        assert pl.read_parquet(release / "data").height == len(rows)
+    # A second build: same bytes, in a new release folder, and no LLM call (all from the cache).
+    pipeline.build(instance, policy)
+    assert ollama.calls == calls_after_first
+    assert pipeline.release.resolve() != release  # each build writes its own release folder
+    assert {p.name: p.read_bytes() for p in (pipeline.release / "data").iterdir()} == first
+    assert (pipeline.release / "medical_training_dataset.json").read_bytes() == first_json
+    rows = json.loads(first_json)
+    assert len(rows) == sum(FINAL[policy].values())
+    assert list(rows[0]) == ["input", "context", "output", "source"]
+    assert pl.read_parquet(pipeline.release / "data").height == len(rows)
 
 
-def test_asset_metadata_reports_what_users_look_at(tmp_path, ollama):
-    with instance_for_test(temp_dir=home(tmp_path)) as instance:
-        _, _, job = build(tmp_path, ollama.url, "card")
-        assert run_build(job, instance, "card").success
-        source = instance.get_latest_materialization_event(AssetKey(["source_records", "medicationqa"]))
-        metadata = source.asset_materialization.metadata
-        assert metadata["dagster/row_count"].value == 18
-        assert metadata["rows_read"].value == 21
-        assert metadata["dropped/missing_answer"].value == 2
-        assert metadata["licence"].value == "none declared"
-        assert "preview" in metadata and "dagster/column_schema" in metadata
-        generated = instance.get_latest_materialization_event(AssetKey("medqa_explanations"))
-        gen_meta = generated.asset_materialization.metadata
-        for key in ("items_requested", "generated", "from_cache", "llm_calls", "prompt_tokens", "completion_tokens", "model_digest", "prompt_template_hash"):
-            assert key in gen_meta, key
-        curated = instance.get_latest_materialization_event(AssetKey("curated_dataset")).asset_materialization.metadata
-        assert "funnel" in curated and curated["policy"].value == "card"
+def test_asset_metadata_reports_what_users_look_at_per_partition(pipeline, instance):
+    results = pipeline.observe_and_build(instance)
+    source = metadata_of(instance, "source_records/medicationqa")
+    assert source["dagster/row_count"] == 18
+    assert source["rows_read"] == 21 and source["after_mapping"] == 18
+    assert source["dropped/missing_answer"] == 2
+    assert source["licence"] == "none declared"
+    assert "preview" in source and "dagster/column_schema" in source
+    # Each shard's metadata is its own: row counts match the shard's table, and sum to the total.
+    task_key = AssetKey("medqa_explanations")
+    total = 0
+    for shard in ("shard-0", "shard-1", "shard-2", "shard-3"):
+        shard_meta = metadata_of(instance, "medqa_explanations", shard)
+        table = pl.read_parquet(pipeline.storage.tables_dir / "medqa_explanations" / f"{shard}.parquet")
+        assert shard_meta["dagster/row_count"] == table.height == shard_meta["items_kept"], shard
+        for key in ("items_requested", "generated", "from_cache", "llm_calls", "prompt_tokens", "completion_tokens", "model_digest"):
+            assert key in shard_meta, key
+        total += shard_meta["items_requested"]
+    assert total == ITEMS_SENT["medqa"]
+    # ... and so are their data versions (one run per shard).
+    versions = {
+        shard: instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=task_key, asset_partitions=[shard]), limit=1
+        ).records[0].asset_materialization.tags["dagster/data_version"]
+        for shard in ("shard-0", "shard-1", "shard-2", "shard-3")
+    }
+    assert len(set(versions.values())) == 4
+    generated = metadata_of(instance, "generated_records/medqa")
+    assert generated["after_sample_cap"] == ITEMS_SENT["medqa"] and generated["prompt_template_hash"]
+    curated = metadata_of(instance, "curated_dataset")
+    assert curated["policy"] == "card" and "funnel" in curated and curated["seed"] == "42"
+    assert {r.dagster_run.tags.get("medset/phase") for r in results} == {"upstream", "shard-0", "shard-1", "shard-2", "shard-3", "downstream"}
 
 
-def test_a_failing_blocking_check_stops_the_release(tmp_path, ollama):
-    """A source whose count collapses fails `source_counts_steady`; release_files does not run."""
-    with instance_for_test(temp_dir=home(tmp_path)) as instance:
-        storage, _, job = build(tmp_path, ollama.url, "card")
-        assert run_build(job, instance, "card").success
-        report = json.loads(storage.curation_report_path.read_text())
-        report["per_source_counts"]["medicationqa"] = 1000  # pretend the last build had far more rows
-        storage.curation_report_path.write_text(json.dumps(report))
-        release_before = (storage.release_dir / "medical_training_dataset.json").stat().st_mtime_ns
-        result = job.execute_in_process(
-            instance=instance,
-            run_config={"ops": {"curated_dataset": {"config": {"policy": "card"}}}},
-            raise_on_error=False,
-        )
-        assert not result.success
-        checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
-                  for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
-        assert checks["source_counts_steady"] is False
-        assert (storage.release_dir / "medical_training_dataset.json").stat().st_mtime_ns == release_before
+def test_a_failing_blocking_check_stops_the_release_and_keeps_the_last_good_one(pipeline, instance):
+    pipeline.observe_and_build(instance)
+    release_before = pipeline.release.resolve()
+    card_before = (pipeline.release / "README.md").read_bytes()
+    # Pretend the last release that passed its checks had far more medicationqa rows.
+    counts = dict(metadata_of(instance, "release_files")["per_source_counts"])
+    counts["medicationqa"] = 1000
+    instance.report_runless_asset_event(AssetMaterialization("release_files", metadata={"per_source_counts": counts}))
+    results = pipeline.build(instance)
+    assert not results[-1].success
+    checks = {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+        for e in results[-1].all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert checks["source_counts_steady"] is False
+    assert "release_files" not in materialized(results)
+    assert pipeline.release.resolve() == release_before
+    assert (pipeline.release / "README.md").read_bytes() == card_before
 
 
-def test_definitions_load_and_validate():
-    from dagster import Definitions
+def test_the_build_runs_upstream_then_one_run_per_shard_then_downstream():
+    defs = make_definitions("sample")
+    phases = build_phases(defs)
+    assert [p.name for p in phases] == ["upstream", "shard-0", "shard-1", "shard-2", "shard-3", "downstream"]
+    names = {p.name: {k.to_user_string() for k in p.asset_keys} for p in phases}
+    assert names["shard-2"] == {"emergency_scenarios", "medical_term_questions", "medqa_explanations", "symptom_diagnoses"}
+    assert {"faiss_index", "generation_inputs/medqa", "source_records/medicationqa"} <= names["upstream"]
+    assert {"generated_records/medqa", "curated_dataset", "release_files", "dataset_card"} <= names["downstream"]
 
+
+def test_definitions_load_and_validate_and_groups_follow_the_stages():
     defs = make_definitions("sample")
     Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
-    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert {"source_records/medqa", "generation_inputs/medqa", "faiss_index", "emergency_scenarios", "curated_dataset", "release_files"} <= keys
-    assert "excluded_sources/cameo" in keys
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups["generation_inputs/medqa"] == "sources"
+    assert groups["medqa_explanations"] == groups["generated_records/medqa"] == "generation"
+    assert groups["curated_dataset"] == "dataset"
+    assert groups["dataset_card"] == groups["hub_release"] == "release"
+    assert groups["hub_datasets/medqa"] == "sources"
+    assert "excluded_sources/cameo" in groups
+    # The observed sources have a kind; the publish cannot be materialized in bulk.
+    assert "huggingface" in graph.get(AssetKey(["hub_datasets", "medqa"])).kinds
+    assert not graph.get(AssetKey("hub_release")).is_materializable

@@ -24,6 +24,7 @@ from medset_dagster.release.build_manifest import (
     write_manifest,
 )
 from medset_dagster.release.licensing import LicenceDecision
+from medset_dagster.sources.registry import dataset_sources
 
 
 def make_release(root: Path) -> Path:
@@ -50,7 +51,7 @@ def manifest_for(release: Path, lock_file: Path, **overrides) -> BuildManifest:
         release_dir=release,
         version="0.1.0",
         licence=LicenceDecision("other", [], ["per-source terms"]),
-        sources=source_entries({"medqa": 1}),
+        sources=source_entries(dataset_sources(), {"medqa": 1}),
         curation=CurationPolicy(),
         documents=[DocumentEntry("doc", "doc.pdf", "ab" * 32, "CC0-1.0", "A document")],
         generation=GenerationInfo("llama_cpp", "smollm2", None, [generation_task("medqa", 2, 1)]),
@@ -177,12 +178,9 @@ def test_git_commit(tmp_path: Path) -> None:
 def test_card_and_manifest_rebuilt_with_another_run_give_the_same_content_hash(tmp_path: Path, lock_file: Path) -> None:
     import polars as pl
 
-    from medset_dagster.release.dataset_card import (
-        CardInputs,
-        excluded_sources,
-        render_card,
-    )
+    from medset_dagster.release.card import CardInputs, ExcludedSource, render_card
     from medset_dagster.release.export import write_release_data
+    from medset_dagster.sources.registry import excluded_sources
 
     dataset = pl.DataFrame({
         "input": [f"What should I do about injury {i}?" for i in range(12)],
@@ -198,7 +196,7 @@ def test_card_and_manifest_rebuilt_with_another_run_give_the_same_content_hash(t
         licence = LicenceDecision("unknown", [], ["No source has known licence terms: declared unknown."])
         card = CardInputs(
             pretty_name="Medical Q&A", version="0.1.0", repo_id=None, licence=licence,
-            sources=source_entries(counts), excluded=excluded_sources(), funnel=[], policy=CurationPolicy(),
+            sources=source_entries(dataset_sources(), counts), excluded=[ExcludedSource(s.source_id, s.hub_repo, s.excluded_reason or "") for s in excluded_sources()], funnel=[], policy=CurationPolicy(),
             generation=None, retrieval=None, documents=[], profile="sample",
         )
         render_card(card, dataset, release)

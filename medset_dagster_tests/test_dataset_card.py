@@ -19,20 +19,18 @@ from medset_dagster.release.build_manifest import (
     generation_task,
     source_entries,
 )
-from medset_dagster.release.dataset_card import (
+from medset_dagster.release.card import CardInputs, ExcludedSource, render_card
+from medset_dagster.release.card.header import hub_licence_fields, size_category
+from medset_dagster.release.card.inputs import (
     LENGTH_HISTOGRAM_IMAGE,
     README_NAME,
     SOURCE_MIX_IMAGE,
-    CardInputs,
-    excluded_sources,
-    hub_licence_fields,
-    render_card,
-    size_category,
 )
 from medset_dagster.release.licensing import LicenceDecision, derive_release_licence
-from medset_dagster.sources.registry import SOURCES
+from medset_dagster.sources.registry import dataset_sources, excluded_sources
 
-SOURCE_IDS = [s.source_id for s in SOURCES if s.role not in ("excluded", "benchmark")]
+SOURCE_IDS = [s.source_id for s in dataset_sources()]
+EXCLUDED = [ExcludedSource(s.source_id, s.hub_repo, s.excluded_reason or "") for s in excluded_sources()]
 RUN_ID = "5f0c1d2e-3a4b-4c5d-8e9f-0a1b2c3d4e5f"
 
 
@@ -49,7 +47,7 @@ def make_dataset(rows: int) -> pl.DataFrame:
 
 def funnel_rows(dataset: pl.DataFrame) -> list[dict]:
     counts = dict(dataset.group_by("source").len().iter_rows())
-    rows = [{"source": s, **{stage: counts.get(s, 0) + (5 if stage == "loaded" else 0) for stage in FUNNEL_STAGES}}
+    rows = [{"source": s, **{stage: counts.get(s, 0) + (5 if stage == "rows_read" else 0) for stage in FUNNEL_STAGES}}
             for s in sorted(counts)]
     rows.append({"source": "TOTAL", **{stage: sum(r[stage] for r in rows) for stage in FUNNEL_STAGES}})
     return rows
@@ -62,8 +60,8 @@ def card_inputs(dataset: pl.DataFrame, licence: LicenceDecision | None = None, *
         version="0.1.0",
         repo_id="example/medical-training-dataset",
         licence=licence or LicenceDecision("apache-2.0", [], ["apache-2.0: all sources are permissive."]),
-        sources=source_entries(counts),
-        excluded=excluded_sources(),
+        sources=source_entries(dataset_sources(), counts),
+        excluded=EXCLUDED,
         funnel=funnel_rows(dataset),
         policy=CurationPolicy(),
         generation=GenerationInfo("llama_cpp", "SmolLM2-135M-Instruct-Q8_0", None,

@@ -12,6 +12,7 @@ import pytest
 
 from medset_dagster.common.hashing import sha256_file
 from medset_dagster.common.retry import RetryPolicy
+from medset_dagster.release.build_manifest import compute_file_hashes
 from medset_dagster.release.hub_release import (
     HubPublishError,
     ReleaseFolderError,
@@ -40,10 +41,11 @@ def write_release(root: Path, *, content_hash: str, shards: int, rows: int = 4) 
         )
         frame.write_parquet(root / "data" / f"train-{k:05d}-of-{shards:05d}.parquet")
     (root / "medical_training_dataset.json").write_text(json.dumps([{"input": "q", "context": "", "output": "a", "source": "medqa"}]))
-    (root / "build.json").write_text(json.dumps({"content_hash": content_hash, "rows": rows * shards}))
     (root / "README.md").write_text(f"---\nlicense: other\n---\n# Medical Q&A\n\ncontent {content_hash}\n")
     (root / "images").mkdir()
     (root / "images" / "rows_per_source.png").write_bytes(PNG + content_hash.encode())
+    manifest = {"content_hash": content_hash, "rows": rows * shards, "files": compute_file_hashes(root)}
+    (root / "build.json").write_text(json.dumps(manifest))
     return root
 
 
@@ -89,7 +91,7 @@ def test_first_publish_creates_repo_commits_every_file_and_tags(hub: HubServer, 
     assert hub.repo(REPO).tags == {"v1.0.0": outcome.commit_sha}
     assert outcome.tag == "v1.0.0" and outcome.tag_status == "created"
     assert outcome.commit_url and outcome.commit_sha in outcome.commit_url
-    assert {f.path: (f.size, f.sha256) for f in outcome.files} == {
+    assert {f.path: (f.bytes, f.sha256) for f in outcome.files} == {
         path: (len(data), sha256_file(release / path)) for path, data in local_files(release).items()
     }
     assert any("Committed" in line for line in lines)
@@ -219,7 +221,7 @@ def test_dry_run_sends_nothing_and_lists_the_files(hub: HubServer, release: Path
     assert [f.path for f in outcome.files] == expected
     assert ".cache/leftover.lock" not in expected
     for f in outcome.files:
-        assert f.size == (release / f.path).stat().st_size
+        assert f.bytes == (release / f.path).stat().st_size
         assert f.sha256 == sha256_file(release / f.path)
         assert any(f.path in line and f.sha256 in line for line in lines)
     assert TOKEN not in "\n".join(lines) and TOKEN not in repr(outcome)
@@ -251,3 +253,18 @@ def test_failed_tag_says_the_commit_landed_and_a_rerun_adds_the_tag(hub: HubServ
     assert outcome.status == "unchanged" and outcome.tag_status == "created"
     assert hub.repo(REPO).tags == {"v1.0.0": hub.head_sha(REPO)}
     assert len(hub.requests_to("commit")) == 1
+
+
+def test_a_folder_that_does_not_match_its_manifest_is_refused_naming_the_files(release: Path, hub: HubServer) -> None:
+    from medset_dagster.release.hub_release import ReleaseFolderError
+
+    (release / "README.md").write_text("edited by hand")
+    (release / "data" / "train-00001-of-00002.parquet").unlink()
+    (release / "notes.txt").write_text("not part of the release")
+    with pytest.raises(ReleaseFolderError) as caught:
+        publish(release, hub)
+    message = str(caught.value)
+    assert "README.md: sha256 differs" in message or "README.md: size differs" in message
+    assert "data/train-00001-of-00002.parquet: missing" in message
+    assert "notes.txt: not in build.json" in message
+    assert not hub.has_repo(REPO), "nothing was sent"

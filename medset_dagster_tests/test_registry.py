@@ -2,7 +2,16 @@
 
 import pytest
 
-from medset_dagster.sources.registry import DATASET_SOURCE_IDS, SOURCES, benchmark_sources, dataset_source_priority, hub_sources
+from medset_dagster.sources.registry import (
+    DATASET_SOURCE_IDS,
+    SOURCES,
+    benchmark_sources,
+    dataset_source_priority,
+    dataset_sources,
+    excluded_sources,
+    generated_sources,
+    hub_sources,
+)
 
 
 @pytest.mark.parametrize("spec", SOURCES, ids=lambda s: s.source_id)
@@ -26,13 +35,24 @@ def test_every_entry_is_complete_or_a_documented_exclusion(spec):
 def test_the_registry_names_the_cards_eleven_sources_and_ten_dataset_ids():
     assert len(SOURCES) == 21  # 9 Hub sources, the RAG set, 2 documented exclusions, 9 benchmarks
     assert len(hub_sources()) == 9
-    assert len(DATASET_SOURCE_IDS) == 10
+    assert len(dataset_sources()) == 10
+    assert {s.source_id for s in dataset_sources()} == DATASET_SOURCE_IDS
+    assert dataset_source_priority() == tuple(s.source_id for s in dataset_sources())
     assert dataset_source_priority()[:2] == ("medical_o1_verifiable_problem", "medical_o1_reasoning_sft")
-    assert set(dataset_source_priority()) == DATASET_SOURCE_IDS
-    excluded = {s.hub_repo for s in SOURCES if s.role == "excluded"}
+    excluded = {s.hub_repo for s in excluded_sources()}
     assert excluded == {"Intelligent-Internet/II-Medical-Reasoning-SFT", "amu-cai/CAMEO"}
     assert sum(s.published_rows or 0 for s in SOURCES) == 84_325
     assert next(s for s in SOURCES if s.source_id == "medical_o1_reasoning_sft").config == "en"
+
+
+def test_each_generated_source_names_one_task_and_the_rag_source_is_one_id():
+    assert {s.source_id: s.task for s in generated_sources()} == {
+        "medqa": "medqa_explanations",
+        "wiki_medical_terms": "medical_term_questions",
+        "symptom_to_diagnosis": "symptom_diagnoses",
+        "extreme_firstaid_qa_dataset": "emergency_scenarios",
+    }
+    assert [s.source_id for s in SOURCES if s.role == "rag"] == ["extreme_firstaid_qa_dataset"]
 
 
 def test_the_benchmarks_are_the_test_splits_medical_models_are_scored_on():

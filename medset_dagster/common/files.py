@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 # errno values that mean "the disk (or the quota) is full": no retry can clear them by itself.
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 # How libraries that do not raise OSError (polars, pyarrow, SQLite) word the same condition.
@@ -83,6 +85,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], *, folder: s
         handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(handle)
         temporary = Path(name)
+        # mkstemp makes the file private (0600); a release file should have the usual permissions.
+        os.chmod(temporary, 0o666 & ~_UMASK)
         try:
             write(temporary)
             os.replace(temporary, path)

@@ -13,8 +13,14 @@ def stable_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of `data`."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """Hex sha256 of `text` encoded as UTF-8."""
+    return sha256_bytes(text.encode("utf-8"))
 
 
 def sha256_json(value: Any) -> str:

@@ -13,18 +13,23 @@ class Raw:
     text: str
 
 
-def cell(value: Any) -> str:
-    """A table cell: pipes escaped, newlines flattened, ints with thousands separators."""
+def cell(value: Any, width: int | None = None) -> str:
+    """A table cell: pipes escaped, newlines flattened, ints with thousands separators, text cut
+    to `width` characters (with "…") when given."""
     if value is None or value == "":
         return "–"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
         return f"{value:,}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    text = str(value).replace("\n", " ")
+    if width is not None and len(text) > width:
+        text = text[: width - 1] + "…"
+    return text.replace("|", "\\|")
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], width: int | None = None) -> str:
+    """A Markdown table; `Raw` cells are written as they are, others through `cell`."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(v.text if isinstance(v, Raw) else cell(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(v.text if isinstance(v, Raw) else cell(v, width) for v in row) + " |" for row in rows]
     return "\n".join(lines)

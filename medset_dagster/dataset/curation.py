@@ -18,18 +18,50 @@ from typing import Iterable, Literal
 import polars as pl
 
 from medset_dagster.common import markdown
+from medset_dagster.common.text import normalised_text
 from medset_dagster.dataset.records import as_records
 
 Policy = Literal["card", "published"]
-FUNNEL_STAGES = ("loaded", "mapped", "after_source_dedup", "after_global_dedup", "after_length_filter", "final")
+# One stage per cause, in pipeline order; the same names in asset metadata, the card and build.json.
+# Sources whose rows map straight to records keep their count through the generation stages.
+SOURCE_STAGES = ("rows_read", "after_mapping", "after_source_dedup", "after_sample_cap", "after_generation")
+CURATION_STAGES = ("after_field_bounds", "after_global_dedup", "after_length_filter", "final")
+FUNNEL_STAGES = SOURCE_STAGES + CURATION_STAGES
+# What each stage counts, one sentence each, for the card and the UI.
+STAGE_MEANINGS = {
+    "rows_read": "rows of the source's train split as loaded (for the RAG source: scenario draws)",
+    "after_mapping": "rows that passed the source's mapping rules (no missing field, answer among the options...)",
+    "after_source_dedup": "after the source's own exact dedup (the published per-source rule)",
+    "after_sample_cap": "items sent to the language model (the sample profile caps them per task)",
+    "after_generation": "rows whose generated output passed validation, repeated questions dropped",
+    "after_field_bounds": "after the hard bound on each field's size (every policy)",
+    "after_global_dedup": "after the card policy's dedup on normalised (input, output) across sources",
+    "after_length_filter": "after the card policy's length bounds on input and output",
+    "final": "rows of this source in the release",
+}
 
 
 @dataclass(frozen=True)
 class CurationPolicy:
+    """How the sources' records become the dataset.
+
+    `min_chars`/`max_chars`: the card policy's bounds on `input` and `output` (characters).
+    `max_input_chars`, `max_context_chars`, `max_output_chars`: a hard bound per field (characters)
+    under every policy, so a 50 MB cell never ships; generous by default.
+    """
+
     name: Policy = "card"
     seed: int = 42
     min_chars: int = 10
     max_chars: int = 1500
+    max_input_chars: int = 20_000
+    max_context_chars: int = 100_000
+    max_output_chars: int = 20_000
+
+    @property
+    def field_bounds(self) -> dict[str, int]:
+        """Column -> the most characters it may hold."""
+        return {"input": self.max_input_chars, "context": self.max_context_chars, "output": self.max_output_chars}
 
     @property
     def global_dedup(self) -> bool:
@@ -43,14 +75,17 @@ class CurationPolicy:
 @dataclass
 class CurationResult:
     dataset: pl.DataFrame
-    # Per source: rows entering curation, after global dedup, after the length filter.
+    # Per source (`source` String, counts Int64): rows entering curation (`after_generation`),
+    # then `after_field_bounds`, `after_global_dedup`, `after_length_filter`.
     stage_counts: pl.DataFrame
 
 
 def normalised(column: str) -> pl.Expr:
-    """Text compared for the global dedup: case-folded, whitespace collapsed and trimmed."""
-    # Same result as replacing r"\s+" with " ", about three times faster: most text has no run.
-    return pl.col(column).str.to_lowercase().str.replace_all(r"\s{2,}|[\t\n\r\f\v]", " ").str.strip_chars()
+    """Text compared for the global dedup and the no_duplicates gate (String column in, String out):
+    NFKC, format characters (zero-width space, soft hyphen, BOM) removed, lower case, every run of
+    Unicode whitespace (a single no-break space included) one space, trimmed. See
+    `common.text.normalised_text`."""
+    return normalised_text(pl.col(column))
 
 
 def first_of_each_normalised_pair() -> pl.Expr:
@@ -67,7 +102,13 @@ def shuffled(frame: pl.DataFrame, seed: int) -> pl.DataFrame:
     return frame.sort([pl.struct(pl.all()).hash(seed), "input", "output"])
 
 
+def within_field_bounds(policy: CurationPolicy) -> pl.Expr:
+    """True where every field is within its hard bound (`policy.field_bounds`, characters)."""
+    return pl.all_horizontal(pl.col(column).str.len_chars() <= bound for column, bound in policy.field_bounds.items())
+
+
 def within_length_bounds(policy: CurationPolicy) -> pl.Expr:
+    """True where `input` and `output` both have `min_chars`..`max_chars` characters (card policy)."""
     return pl.all_horizontal(
         pl.col(column).str.len_chars().is_between(policy.min_chars, policy.max_chars) for column in ("input", "output")
     )
@@ -78,9 +119,13 @@ def _count_by_source(frame: pl.DataFrame, name: str) -> pl.DataFrame:
 
 
 def curate(records: pl.DataFrame | Iterable[pl.DataFrame], policy: CurationPolicy) -> CurationResult:
-    """`records` in registry order (dedup keeps the first occurrence), with the four columns."""
+    """The dataset from `records` (the four String columns, in registry order: dedup keeps the first
+    occurrence): field bounds, then (card policy) global dedup and length bounds, then the seeded
+    shuffle."""
     frame = as_records(records if isinstance(records, pl.DataFrame) else pl.concat(list(records), how="vertical"))
-    counts = [_count_by_source(frame, "entered")]
+    counts = [_count_by_source(frame, "after_generation")]
+    frame = frame.filter(within_field_bounds(policy))
+    counts.append(_count_by_source(frame, "after_field_bounds"))
     if policy.global_dedup:
         frame = frame.filter(first_of_each_normalised_pair())
     counts.append(_count_by_source(frame, "after_global_dedup"))
@@ -95,22 +140,24 @@ def curate(records: pl.DataFrame | Iterable[pl.DataFrame], policy: CurationPolic
     return CurationResult(dataset=dataset, stage_counts=stage_counts)
 
 
-def funnel_table(source_stats: Iterable[dict], stage_counts: pl.DataFrame, dataset: pl.DataFrame) -> pl.DataFrame:
-    """Per source: loaded, mapped, after per-source dedup, after global dedup, after length filter, final.
+def funnel_table(source_stages: dict[str, dict[str, int]], stage_counts: pl.DataFrame, dataset: pl.DataFrame) -> pl.DataFrame:
+    """Per source (one row each, then TOTAL): the count at every stage of `FUNNEL_STAGES` (Int64).
 
-    `source_stats` are the sources' own counts (rows read, mapped, kept); generated sources report
-    items requested, outputs that passed validation and rows kept.
+    `source_stages`: source id -> counts of `SOURCE_STAGES` reported by the source's asset; a stage a
+    source does not have (a record source is not generated) keeps the count of the stage before.
+    `stage_counts`: `curate(...).stage_counts`; `dataset`: the curated rows.
     """
-    stats = pl.DataFrame(
-        [
-            {"source": s["source_id"], "loaded": s["rows_read"], "mapped": s["rows_mapped"], "after_source_dedup": s["rows_kept"]}
-            for s in source_stats
-        ],
-        schema={"source": pl.String, "loaded": pl.Int64, "mapped": pl.Int64, "after_source_dedup": pl.Int64},
-    )
+    rows = []
+    for source, stages in source_stages.items():
+        row, previous = {"source": source}, 0
+        for stage in SOURCE_STAGES:
+            previous = int(stages.get(stage, previous) or 0) if stage in stages else previous
+            row[stage] = previous
+        rows.append(row)
+    stats = pl.DataFrame(rows, schema={"source": pl.String, **{stage: pl.Int64 for stage in SOURCE_STAGES}})
     final = _count_by_source(dataset, "final")
     table = (
-        stats.join(stage_counts.drop("entered"), on="source", how="full", coalesce=True)
+        stats.join(stage_counts.drop("after_generation"), on="source", how="full", coalesce=True)
         .join(final, on="source", how="left")
         .fill_null(0)
         .sort("source")

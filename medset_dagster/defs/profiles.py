@@ -8,30 +8,29 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from dagster import EnvVar
 
-from medset_dagster.defs.backends import (
-    EmbedderResource,
-    GenerationSettings,
-    GeneratorResource,
-)
 from medset_dagster.defs.dataset import QualityGates
+from medset_dagster.defs.generation import GenerationSettings, GeneratorResource
+from medset_dagster.defs.io_manager import ParquetIOManager
 from medset_dagster.defs.release import ReleaseSettings
-from medset_dagster.defs.retrieval import DocumentCorpus
+from medset_dagster.defs.resources import DEFAULT_DATA_DIR, PipelineStorage
+from medset_dagster.defs.retrieval import DocumentCorpus, EmbedderResource
 from medset_dagster.defs.sources import HubDatasets
-from medset_dagster.defs.storage import DEFAULT_DATA_DIR, PipelineStorage
 
 PROFILES = ("sample", "full")
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
 
 
 class ProfileError(ValueError):
-    pass
+    """MEDSET_PROFILE names no profile."""
 
 
 def active_profile() -> str:
+    """`MEDSET_PROFILE` (default `sample`); raises `ProfileError` naming the choices."""
     profile = os.environ.get("MEDSET_PROFILE", "sample").strip() or "sample"
     if profile not in PROFILES:
         raise ProfileError(f"MEDSET_PROFILE={profile!r} is not a profile: set it to one of {PROFILES}")
@@ -43,11 +42,19 @@ def _env(name: str, default: str | None = None):
     return EnvVar(name) if os.environ.get(name) else default
 
 
-def resources_for(profile: str) -> dict:
+def _list_env(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def resources_for(profile: str, overrides: Mapping[str, object] | None = None) -> dict:
+    """The resources of `profile`, with `overrides` (tests) applied; the IO manager follows `storage`."""
     storage = PipelineStorage(data_dir=os.environ.get("MEDSET_DATA_DIR", str(DEFAULT_DATA_DIR)))
-    common = {"storage": storage, "quality_gates": QualityGates()}
+    common = {
+        "storage": storage,
+        "quality_gates": QualityGates(acknowledge_shrink=_list_env("MEDSET_ACKNOWLEDGE_SHRINK")),
+    }
     if profile == "sample":
-        return {
+        resources = {
             **common,
             "hub_datasets": HubDatasets(mirror_root=str(SAMPLE_DATA / "hub")),
             "document_corpus": DocumentCorpus(documents="sample"),
@@ -58,10 +65,10 @@ def resources_for(profile: str) -> dict:
             # No repo: the publish job is a dry run that leaves the release folder as it would upload it.
             "release_settings": ReleaseSettings(profile="sample"),
         }
-    if profile == "full":
-        return {
+    elif profile == "full":
+        resources = {
             **common,
-            "hub_datasets": HubDatasets(mirror_root=None, token=_env("HF_TOKEN")),
+            "hub_datasets": HubDatasets(mirror_root=None, token=_env("HF_TOKEN"), track=_list_env("MEDSET_TRACK_SOURCES")),
             "document_corpus": DocumentCorpus(documents="full"),
             "embedder": EmbedderResource(backend="cohere", api_key=_env("COHERE_API_KEY"), base_url=_env("COHERE_BASE_URL")),
             "generator_backend": GeneratorResource(
@@ -79,4 +86,8 @@ def resources_for(profile: str) -> dict:
                 private=os.environ.get("MEDSET_HUB_PUBLIC", "") != "1",
             ),
         }
-    raise ProfileError(f"unknown profile {profile!r}: one of {PROFILES}")
+    else:
+        raise ProfileError(f"unknown profile {profile!r}: one of {PROFILES}")
+    resources.update(overrides or {})
+    resources["io_manager"] = ParquetIOManager(storage=resources["storage"])
+    return resources

@@ -1,52 +1,72 @@
-"""Release: the dataset card and build manifest, then the publish to the Hub (group `release`)."""
+"""Release (group `release`): the release folder, its card and manifest, and the publish to the Hub.
 
-import inspect
-import json
-from pathlib import Path
+`release_files` writes the data files into a new folder `releases/<run id>/`; `dataset_card`
+adds the card, charts and `build.json` to it and only then switches the `release` pointer to it,
+so a reader sees the old release or the new one, never a mix.
+
+`hub_release` is not materialized by Dagster: it is reported by the `publish_hub_release` job,
+which refuses a release that is not the product of the current upstream materializations with
+passing blocking checks, and verifies every file against `build.json` before uploading. Bulk
+"Materialize all" / "Materialize unsynced" in the UI therefore never publish.
+"""
+
+
 from typing import Optional
 
 import polars as pl
 from dagster import (
     AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    AssetMaterialization,
+    AssetSpec,
+    Config,
     ConfigurableResource,
     DataVersion,
     Failure,
     MaterializeResult,
     MetadataValue,
+    OpExecutionContext,
     asset,
+    job,
+    op,
 )
 
-from medset_dagster.common.hashing import sha256_text
-from medset_dagster.release import build_manifest as build_manifest_module
-from medset_dagster.release import dataset_card as dataset_card_module
-from medset_dagster.release import hub_release as hub_publish
-from medset_dagster.release import licensing
+from medset_dagster.common.files import NoSpaceLeftError
 from medset_dagster.dataset.curation import CurationPolicy
-from medset_dagster.defs.dataset import release_files
-from medset_dagster.defs.metadata import files_table
-from medset_dagster.defs.storage import PipelineStorage
+from medset_dagster.defs.automation import REBUILD_WHEN_STALE
+from medset_dagster.defs.metadata import files_table, latest_metadata
+from medset_dagster.defs.resources import PipelineStorage
+from medset_dagster.defs.staleness import release_blockers
+from medset_dagster.defs.versions import code_version
+from medset_dagster.release import build_manifest, card, export, licensing
 from medset_dagster.release.build_manifest import (
     DocumentEntry,
     GenerationInfo,
     RetrievalInfo,
-    build_manifest,
     generation_task,
     source_entries,
     write_manifest,
 )
-from medset_dagster.release.dataset_card import (
-    CardInputs,
-    excluded_sources,
-    render_card,
+from medset_dagster.release.card import CardInputs, ExcludedSource, render_card
+from medset_dagster.release.folders import (
+    new_release_folder,
+    prune_releases,
+    publish_current,
 )
-from medset_dagster.release.hub_release import HubPublishError, publish_release
+from medset_dagster.release.hub_release import (
+    HubPublishError,
+    ReleaseFolderError,
+    publish_release,
+)
 from medset_dagster.release.licensing import (
     LicenceConflictError,
     derive_release_licence,
 )
-from medset_dagster.sources.registry import SOURCES_BY_ID
+from medset_dagster.sources.registry import dataset_sources, excluded_sources
 
-RAG_SOURCE = "extreme_firstaid_qa_dataset"
+FILES_SCHEMA = {"release_dir": pl.String, "path": pl.String, "bytes": pl.Int64, "sha256": pl.String}
+HUB_RELEASE = AssetKey("hub_release")
 
 
 class ReleaseSettings(ConfigurableResource):
@@ -62,113 +82,169 @@ class ReleaseSettings(ConfigurableResource):
     profile: str = "sample"
 
 
-def _json(path: Path, default=None):
-    return json.loads(path.read_text()) if path.exists() else default
+class ReleaseConfig(Config):
+    max_rows_per_shard: int = 50_000
 
 
-def _generation_info(storage: PipelineStorage) -> Optional[GenerationInfo]:
-    runs = [_json(p) for p in sorted(storage.root.glob("synthetic/*/generation.json"))]
-    runs = [r for r in runs if r]
-    if not runs:
+@asset(
+    group_name="release",
+    ins={"curated_dataset": AssetIn()},
+    kinds={"parquet", "json"},
+    description="The release's data: `data/train-*.parquet` shards in the Hub layout and the JSON array, in a new release folder.",
+    code_version=code_version(export),
+    automation_condition=REBUILD_WHEN_STALE,
+)
+def release_files(context: AssetExecutionContext, config: ReleaseConfig, storage: PipelineStorage, curated_dataset: pl.DataFrame):
+    folder = new_release_folder(storage.releases_dir, context.run_id)
+    try:
+        files = export.write_release_data(curated_dataset, folder, config.max_rows_per_shard)
+    except NoSpaceLeftError as error:
+        raise Failure(str(error), allow_retries=False) from error
+    listing = pl.DataFrame([(str(folder), f.path, f.bytes, f.sha256) for f in files], schema=FILES_SCHEMA, orient="row")
+    per_source = dict(curated_dataset.group_by("source").len().sort("source").iter_rows())
+    return MaterializeResult(
+        value=listing,
+        metadata={
+            "dagster/row_count": curated_dataset.height,
+            "files": files_table((f.path, f.bytes, f.sha256) for f in files),
+            "release_dir": MetadataValue.path(str(folder)),
+            "shards": len(files) - 1,
+            # The counts of the last release that passed its checks: what the steady-count gate compares with.
+            "per_source_counts": MetadataValue.json(per_source),
+        },
+        data_version=DataVersion(hub_release_hash(files)),
+    )
+
+
+def hub_release_hash(files) -> str:
+    from medset_dagster.common.hashing import sha256_json
+
+    return sha256_json(sorted((f.path, f.sha256) for f in files))[:24]
+
+
+def _generation_info(facts: dict, funnel: dict) -> GenerationInfo | None:
+    generated = [(source, f) for source, f in facts.items() if f.get("task")]
+    if not generated:
         return None
+    first = generated[0][1]
     return GenerationInfo(
-        backend=runs[0]["backend"],
-        model=runs[0]["model"],
-        digest=runs[0]["digest"],
+        backend=first.get("backend", ""),
+        model=first.get("model", ""),
+        digest=first.get("model_digest") or None,
         tasks=[
-            generation_task(r["source_id"], r["items_requested"], r["items_kept"], max_tokens_cap=r.get("max_tokens_cap"))
-            for r in runs
+            generation_task(
+                source,
+                funnel.get(source, {}).get("after_sample_cap", 0),
+                funnel.get(source, {}).get("after_generation", 0),
+                max_tokens_cap=f.get("max_tokens_cap") or None,
+            )
+            for source, f in generated
         ],
     )
 
 
-def _retrieval_info(storage: PipelineStorage) -> Optional[RetrievalInfo]:
-    chunking = _json(storage.path("retrieval", "chunking.json"))
-    index = _json(storage.path("retrieval", "index", "index.json"))
-    if not chunking or not index:
-        return None
-    return RetrievalInfo(
-        chunk_size=chunking["chunk_size"],
-        chunk_overlap=chunking["chunk_overlap"],
-        chunk_min_chars=chunking["min_chars"],
-        embedder=index["embedder"],
-        index_kind=index["kind"],
-        chunks=index["count"],
-    )
-
-
 @asset(
-    deps=[release_files],
     group_name="release",
+    ins={"curated_dataset": AssetIn(), "release_files": AssetIn(), "emergency_care_documents": AssetIn()},
+    deps=["pdf_chunks", "faiss_index"],
     kinds={"markdown"},
-    description="The dataset card (README.md with charts) and build.json, after a licence check over the sources included.",
-    code_version=sha256_text("".join(inspect.getsource(m) for m in (dataset_card_module, build_manifest_module, licensing)))[:16],
+    description="The dataset card (README.md with charts) and build.json, after a licence check; then the release folder becomes current.",
+    code_version=code_version(card.sections, card.header, card.charts, build_manifest, licensing),
+    automation_condition=REBUILD_WHEN_STALE,
 )
-def dataset_card(context: AssetExecutionContext, release_settings: ReleaseSettings, storage: PipelineStorage) -> MaterializeResult:
-    dataset = pl.read_parquet(storage.curated_path)
-    report = _json(storage.curation_report_path)
-    counts = {source: rows for source, rows in report["per_source_counts"].items() if rows}
-    documents = _json(storage.path("retrieval", "documents.json"), [])
-    licences = {source: SOURCES_BY_ID[source].licence for source in counts}
+def dataset_card(
+    context: AssetExecutionContext,
+    release_settings: ReleaseSettings,
+    storage: PipelineStorage,
+    curated_dataset: pl.DataFrame,
+    release_files: pl.DataFrame,
+    emergency_care_documents: pl.DataFrame,
+) -> MaterializeResult:
+    folder = release_files["release_dir"][0]
+    curated = latest_metadata(context.instance, "curated_dataset")
+    counts = {source: rows for source, rows in curated["per_source_counts"].items() if rows}
+    facts = curated.get("source_facts", {})
+    funnel = {row["source"]: row for row in curated["funnel_json"]}
+    specs = dataset_sources()
+    rag = [spec.source_id for spec in specs if spec.role == "rag"]
+    licences = {spec.source_id: spec.licence for spec in sorted(specs, key=lambda s: s.source_id) if spec.source_id in counts}
     derived_from = {}
-    if RAG_SOURCE in counts and documents:
-        # The RAG answers carry the terms of the documents actually retrieved from.
-        licences.update({d["doc_id"]: d["licence"] for d in documents})
-        derived_from[RAG_SOURCE] = [d["doc_id"] for d in documents]
+    documents = emergency_care_documents.to_dicts()
+    for source in rag:
+        if source in counts and documents:
+            # The RAG answers carry the terms of the documents actually retrieved from.
+            licences.update({d["doc_id"]: d["licence"] for d in documents})
+            derived_from[source] = [d["doc_id"] for d in documents]
     try:
         decision = derive_release_licence(
-            licences,
-            release_settings.licence,
-            release_settings.acknowledge_licence_conflict,
-            derived_from=derived_from,
+            licences, release_settings.licence, release_settings.acknowledge_licence_conflict, derived_from=derived_from
         )
     except LicenceConflictError as error:
         raise Failure(description=f"licence check failed: {error}", allow_retries=False) from error
-    revisions = {
-        source: (_json(storage.records_stats_path(source), {}) or {}).get("revision") or SOURCES_BY_ID[source].revision
-        for source in counts
-        if SOURCES_BY_ID[source].hub_repo
-    }
-    observed = {
-        source: (_json(storage.path("observations", f"{source}.json"), {}) or {}).get("hub_head")
-        for source in counts
-    }
-    sources = source_entries(counts, revisions_loaded=revisions, revisions_observed={k: v for k, v in observed.items() if v})
+    sources = source_entries(
+        specs,
+        counts,
+        revisions_loaded={s: f["revision_loaded"] for s, f in facts.items() if f.get("revision_loaded")},
+        revisions_observed={s: f["hub_head"] for s, f in facts.items() if f.get("hub_head")},
+    )
     document_rows = [
         DocumentEntry(doc_id=d["doc_id"], filename=d["filename"], sha256=d["sha256"], licence=d["licence"], title=d["title"])
         for d in documents
     ]
-    generation = _generation_info(storage)
-    retrieval = _retrieval_info(storage)
-    policy = CurationPolicy(**report["policy"])
-    card = CardInputs(
+    chunks = latest_metadata(context.instance, "pdf_chunks")
+    index = latest_metadata(context.instance, "faiss_index")
+    top_k = next((f.get("retrieval_top_k") for s, f in facts.items() if s in rag and f.get("retrieval_top_k")), None)
+    retrieval = (
+        RetrievalInfo(
+            chunk_size=chunks["chunk_size"],
+            chunk_overlap=chunks["chunk_overlap"],
+            chunk_min_chars=chunks["chunk_min_chars"],
+            embedder=index["embedder"],
+            index_kind=index["kind"],
+            top_k=top_k or 0,
+            chunks=index["vectors"],
+        )
+        if chunks and index
+        else None
+    )
+    policy = CurationPolicy(**curated["policy_settings"])
+    generation = _generation_info(facts, funnel)
+    inputs = CardInputs(
         pretty_name=release_settings.pretty_name,
         version="1",
         repo_id=release_settings.repo_id,
         licence=decision,
         sources=sources,
-        excluded=excluded_sources(),
-        funnel=report["funnel"],
+        excluded=[ExcludedSource(s.source_id, s.hub_repo, s.excluded_reason or "") for s in excluded_sources()],
+        funnel=curated["funnel_json"],
         policy=policy,
         generation=generation,
         retrieval=retrieval,
         documents=document_rows,
         profile=release_settings.profile,
     )
-    written = render_card(card, dataset, storage.release_dir)
-    manifest = build_manifest(
-        release_dir=storage.release_dir,
-        version="1",
-        licence=decision,
-        sources=sources,
-        curation=policy,
-        documents=document_rows,
-        generation=generation,
-        retrieval=retrieval,
-        rows=dataset.height,
-        dagster_run_id=context.run_id,
-    )
-    write_manifest(manifest, storage.release_dir)
+    try:
+        written = render_card(inputs, curated_dataset, folder)
+        manifest = build_manifest.build_manifest(
+            release_dir=folder,
+            version="1",
+            licence=decision,
+            sources=sources,
+            curation=policy,
+            documents=document_rows,
+            generation=generation,
+            retrieval=retrieval,
+            rows=curated_dataset.height,
+            dagster_run_id=context.run_id,
+        )
+        write_manifest(manifest, folder)
+    except NoSpaceLeftError as error:
+        raise Failure(str(error), allow_retries=False) from error
+    # The folder is complete: make it the current release, atomically.
+    publish_current(storage.release_dir, folder)
+    pruned = prune_releases(storage.releases_dir, storage.release_dir)
+    if pruned:
+        context.log.info(f"removed {len(pruned)} old release folders: {', '.join(p.name for p in pruned)}")
     return MaterializeResult(
         metadata={
             "licence": decision.licence,
@@ -176,24 +252,54 @@ def dataset_card(context: AssetExecutionContext, release_settings: ReleaseSettin
             "content_hash": manifest.content_hash,
             "files": MetadataValue.json(sorted(manifest.files)),
             "card": MetadataValue.path(str(written[0])),
+            "release_dir": MetadataValue.path(str(folder)),
         },
         data_version=DataVersion(manifest.content_hash),
     )
 
 
-@asset(
+HUB_RELEASE_SPEC = AssetSpec(
+    key=HUB_RELEASE,
     deps=[dataset_card],
     group_name="release",
     kinds={"huggingface"},
-    description="One atomic commit of the release to the Hub repo in MEDSET_HUB_REPO, tagged; a dry run without one.",
-    code_version=sha256_text(inspect.getsource(hub_publish))[:16],
+    description=(
+        "The release on the Hub repo in MEDSET_HUB_REPO: one atomic commit, tagged. Reported by the "
+        "`publish_hub_release` job (`make publish`), never by a bulk materialization."
+    ),
 )
-def hub_release(context: AssetExecutionContext, release_settings: ReleaseSettings, storage: PipelineStorage) -> MaterializeResult:
-    manifest = _json(storage.release_dir / "build.json")
-    tag = f"release-{manifest['content_hash'][:12]}"
+
+
+def _asset_graph(context: OpExecutionContext):
+    """The code location's asset graph: the run's repository, or (a run executed in process from a
+    job definition, as tests do) the graph of the loaded code location."""
+    try:
+        return context.repository_def.asset_graph
+    except Exception:  # dagster raises CheckError when the run carries no repository
+        from medset_dagster.definitions import defs
+
+        return defs.resolve_asset_graph()
+
+
+@op(
+    description="Refuse a stale or unchecked release, verify every file against build.json, then publish it (a dry run without a repo).",
+    tags={"kind": "huggingface"},
+)
+def publish_hub_release_op(context: OpExecutionContext, release_settings: ReleaseSettings, storage: PipelineStorage) -> None:
+    blockers = release_blockers(context.instance, _asset_graph(context), AssetKey("dataset_card"))
+    if blockers:
+        raise Failure(
+            "The release is not the product of the current pipeline, so it is not published: "
+            + "; ".join(blockers)
+            + ". Run `make build` (or materialize the stale assets and dataset_card in the UI), then publish again.",
+            allow_retries=False,
+        )
+    folder = storage.release_dir
+    card_metadata = latest_metadata(context.instance, "dataset_card")
+    tag = f"release-{str(card_metadata.get('content_hash', ''))[:12]}"
     try:
         outcome = publish_release(
-            storage.release_dir,
+            folder,
             repo_id=release_settings.repo_id,
             token=release_settings.token,
             endpoint=release_settings.endpoint,
@@ -201,21 +307,37 @@ def hub_release(context: AssetExecutionContext, release_settings: ReleaseSetting
             version_tag=tag,
             log=context.log.info,
         )
+    except ReleaseFolderError as error:
+        raise Failure(description=str(error), allow_retries=False) from error
     except HubPublishError as error:
-        raise Failure(description=str(error), allow_retries=getattr(error, "transient", False)) from error
+        raise Failure(description=str(error), allow_retries=error.transient) from error
+    if outcome.content_hash != card_metadata.get("content_hash"):
+        raise Failure(
+            f"the release folder {folder} holds content {outcome.content_hash[:12]}, not the latest card's "
+            f"{str(card_metadata.get('content_hash'))[:12]}: rebuild the release.",
+            allow_retries=False,
+        )
     metadata = {
         "status": outcome.status,
         "repo_id": outcome.repo_id or "(dry run: set MEDSET_HUB_REPO to publish)",
         "tag": outcome.tag or tag,
         "content_hash": outcome.content_hash,
-        "files": files_table((f.path, f.size, f.sha256) for f in outcome.files),
-        "release_dir": MetadataValue.path(str(storage.release_dir)),
+        "files": files_table((f.path, f.bytes, f.sha256) for f in outcome.files),
+        "release_dir": MetadataValue.path(str(folder.resolve())),
     }
     if outcome.commit_url:
         metadata["commit"] = MetadataValue.url(outcome.commit_url)
     if outcome.status == "unchanged":
         context.log.info("The Hub already holds this release (same content hash): no commit made.")
-    return MaterializeResult(metadata=metadata, data_version=DataVersion(outcome.content_hash))
+    context.log_event(AssetMaterialization(asset_key=HUB_RELEASE, metadata=metadata))
 
 
-RELEASE_ASSETS = [dataset_card, hub_release]
+@job(
+    name="publish_hub_release",
+    description="Publish the current release to the Hub (a dry run without MEDSET_HUB_REPO), after checking it is current and its checks passed.",
+)
+def publish_hub_release():
+    publish_hub_release_op()
+
+
+RELEASE_ASSETS = [release_files, dataset_card]

@@ -1,18 +1,17 @@
-"""Retrieval: emergency-care PDFs -> chunks -> embeddings -> FAISS index (group `retrieval`)."""
+"""Retrieval (group `retrieval`): emergency-care PDFs -> chunks -> embeddings -> FAISS index."""
 
-import inspect
-import json
+
 import shutil
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 import numpy as np
 import polars as pl
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
-    AssetKey,
+    AssetIn,
     Config,
     ConfigurableResource,
     DataVersion,
@@ -23,22 +22,34 @@ from dagster import (
     asset_check,
 )
 
-from medset_dagster.common.hashing import sha256_file, sha256_json, sha256_text
 from medset_dagster.common import markdown
-from medset_dagster.retrieval import chunking, embedding_cache, pdf_text, vector_index
-from medset_dagster.retrieval import documents as pdf_corpus
-from medset_dagster.defs.backends import EmbedderResource
+from medset_dagster.common.files import NoSpaceLeftError, atomic_write
+from medset_dagster.common.hashing import sha256_bytes, sha256_file, sha256_json
+from medset_dagster.defs.automation import REBUILD_WHEN_STALE
 from medset_dagster.defs.metadata import table_metadata
-from medset_dagster.defs.sources import NETWORK_RETRY
-from medset_dagster.defs.storage import PipelineStorage
+from medset_dagster.defs.resources import PipelineStorage
+from medset_dagster.defs.sources import NETWORK_RETRY, frame_version
+from medset_dagster.defs.versions import code_version
+from medset_dagster.retrieval import (
+    chunking,
+    documents,
+    embedding_cache,
+    pdf_text,
+    vector_index,
+)
 from medset_dagster.retrieval.chunking import chunk_document
 from medset_dagster.retrieval.documents import (
     FULL_DOCUMENTS,
     SAMPLE_DOCUMENTS,
+    SAMPLE_PDF_DIR,
     DocumentError,
     fetch_corpus,
 )
-from medset_dagster.retrieval.embedders import EmbeddingBackendError
+from medset_dagster.retrieval.embedders import (
+    CohereEmbedder,
+    EmbeddingBackendError,
+    LocalTfidfEmbedder,
+)
 from medset_dagster.retrieval.embedding_cache import EmbeddingCache, embed_with_cache
 from medset_dagster.retrieval.pdf_text import (
     PdfExtractionError,
@@ -46,14 +57,24 @@ from medset_dagster.retrieval.pdf_text import (
     extract_pages,
 )
 from medset_dagster.retrieval.vector_index import (
+    LOCAL_EMBEDDER_FILE,
     build_index,
     embedder_settings,
     load_index,
+    load_local_embedder,
     save_index,
     self_test,
 )
 
-LOCAL_EMBEDDER_FILE = "local_embedder.pkl"
+DOCUMENT_SCHEMA = {
+    "doc_id": pl.String,
+    "title": pl.String,
+    "filename": pl.String,
+    "path": pl.String,
+    "sha256": pl.String,
+    "bytes": pl.Int64,
+    "licence": pl.String,
+}
 
 
 class DocumentCorpus(ConfigurableResource):
@@ -62,19 +83,62 @@ class DocumentCorpus(ConfigurableResource):
     documents: Literal["sample", "full"] = "sample"
     include_optional: bool = False
 
-    def fetch(self, storage: PipelineStorage) -> list[tuple[object, Path]]:
+    def fetch(self, storage: PipelineStorage) -> pl.DataFrame:
+        """The documents (DOCUMENT_SCHEMA), each present and verified; raises `DocumentError`."""
         specs = SAMPLE_DOCUMENTS if self.documents == "sample" else FULL_DOCUMENTS
-        folder = (
-            Path(inspect.getfile(pdf_text)).parents[1] / "sample_data" / "pdfs"
-            if self.documents == "sample"
-            else storage.path("pdfs", ".keep").parent
-        )
+        folder = SAMPLE_PDF_DIR if self.documents == "sample" else storage.pdf_dir
         paths = fetch_corpus(specs, folder, include_optional=self.include_optional)
-        return [(spec, paths[spec.doc_id]) for spec in specs if spec.doc_id in paths]
+        rows = [
+            {
+                "doc_id": spec.doc_id,
+                "title": spec.title,
+                "filename": spec.filename,
+                "path": str(paths[spec.doc_id]),
+                "sha256": sha256_file(paths[spec.doc_id]),
+                "bytes": paths[spec.doc_id].stat().st_size,
+                "licence": spec.licence,
+            }
+            for spec in specs
+            if spec.doc_id in paths
+        ]
+        return pl.DataFrame(rows, schema=DOCUMENT_SCHEMA)
+
+
+class EmbedderResource(ConfigurableResource):
+    """`local` (TF-IDF + SVD fitted on the chunks, no weights) or `cohere` (embed-english-v3.0)."""
+
+    backend: Literal["local", "cohere"] = "local"
+    model: str = "embed-english-v3.0"
+    api_key: Optional[str] = None
+    base_url: Optional[str] = None
+    local_dimension: int = 256
+    timeout_s: float = 30.0
+    max_attempts: int = 5
+
+    def for_documents(self, corpus: list[str]):
+        """The embedder for chunks; the local one is fitted on `corpus` here."""
+        if self.backend == "local":
+            return LocalTfidfEmbedder(dimension=self.local_dimension).fit(corpus)
+        return self._cohere()
+
+    def for_queries(self, index_folder: Path):
+        """The embedder for questions: the same one the index was built with."""
+        if self.backend == "local":
+            return load_local_embedder(load_index(index_folder))
+        return self._cohere()
+
+    def _cohere(self) -> CohereEmbedder:
+        if not self.api_key:
+            raise EmbeddingBackendError(
+                "The cohere embedder needs an API key: set COHERE_API_KEY (or use the sample profile's local embedder)."
+            )
+        return CohereEmbedder(
+            api_key=self.api_key, model=self.model, base_url=self.base_url, timeout_s=self.timeout_s, max_attempts=self.max_attempts
+        )
 
 
 class ChunkingConfig(Config):
-    """The published settings: 512 characters with 128 overlap."""
+    """The published settings: 512 characters with 128 overlap; shorter chunks than `min_chars` dropped."""
 
     chunk_size: int = 512
     chunk_overlap: int = 128
@@ -87,62 +151,45 @@ class IndexConfig(Config):
     approximate_above: int = 200_000
 
 
-def _documents_file(storage: PipelineStorage) -> Path:
-    return storage.path("retrieval", "documents.json")
-
-
-def _embeddings_dir(storage: PipelineStorage) -> Path:
-    return storage.path("retrieval", "embeddings", ".keep").parent
-
-
-def _index_dir(storage: PipelineStorage) -> Path:
-    return storage.path("retrieval", "index", ".keep").parent
-
-
 @asset(
     group_name="retrieval",
-    kinds={"pdf"},
-    description="The emergency-care PDFs, each verified against its pinned SHA-256.",
-    code_version=sha256_text(inspect.getsource(pdf_corpus))[:16],
+    kinds={"pdf", "polars"},
+    description="The emergency-care PDFs, each verified against its pinned SHA-256 (one row per document).",
+    code_version=code_version(documents),
     retry_policy=NETWORK_RETRY,
+    automation_condition=REBUILD_WHEN_STALE,
 )
-def emergency_care_documents(context: AssetExecutionContext, document_corpus: DocumentCorpus, storage: PipelineStorage) -> MaterializeResult:
+def emergency_care_documents(context: AssetExecutionContext, document_corpus: DocumentCorpus, storage: PipelineStorage):
     try:
-        fetched = document_corpus.fetch(storage)
+        corpus = document_corpus.fetch(storage)
     except DocumentError as error:
         raise Failure(description=str(error), allow_retries=False) from error
-    documents = [
-        {"doc_id": spec.doc_id, "title": spec.title, "filename": spec.filename, "path": str(path),
-         "sha256": sha256_file(path), "bytes": path.stat().st_size, "licence": spec.licence}
-        for spec, path in fetched
-    ]
-    _documents_file(storage).write_text(json.dumps(documents, indent=2))
     table = markdown.table(
         ["document", "file", "sha256", "licence"],
-        [(d["title"], d["filename"], markdown.Raw(f"`{d['sha256'][:16]}`"), d["licence"]) for d in documents],
+        [(row["title"], row["filename"], markdown.Raw(f"`{row['sha256'][:16]}`"), row["licence"]) for row in corpus.iter_rows(named=True)],
     )
     return MaterializeResult(
-        metadata={"documents": len(documents), "dagster/row_count": len(documents), "files": MetadataValue.md(table)},
-        data_version=DataVersion(sha256_json([d["sha256"] for d in documents])),
+        value=corpus,
+        metadata={"dagster/row_count": corpus.height, "documents": MetadataValue.md(table)},
+        data_version=DataVersion(sha256_json(corpus["sha256"].to_list())),
     )
 
 
 @asset(
-    deps=[emergency_care_documents],
     group_name="retrieval",
     kinds={"pypdf", "polars", "parquet"},
     description="Text of every page (running headers/footers dropped, hyphenation joined) split into overlapping chunks.",
-    code_version=sha256_text(inspect.getsource(pdf_text) + inspect.getsource(chunking))[:16],
+    code_version=code_version(pdf_text, chunking),
+    automation_condition=REBUILD_WHEN_STALE,
 )
-def pdf_chunks(context: AssetExecutionContext, config: ChunkingConfig, storage: PipelineStorage) -> MaterializeResult:
+def pdf_chunks(context: AssetExecutionContext, config: ChunkingConfig, emergency_care_documents: pl.DataFrame):
     started = time.perf_counter()
-    documents = json.loads(_documents_file(storage).read_text())
     frames, pages, textless, characters, removed, joined = [], 0, 0, 0, 0, 0
-    for document in documents:
+    for document in emergency_care_documents.iter_rows(named=True):
         try:
             cleaned = clean_pages(extract_pages(document["path"]))
         except PdfExtractionError as error:
-            raise Failure(description=f"{document['doc_id']}: {error}", allow_retries=False) from error
+            raise Failure(description=f"{document['doc_id']} ({document['path']}): {error}", allow_retries=False) from error
         chunks, stats = chunk_document(
             cleaned,
             doc_id=document["doc_id"],
@@ -159,127 +206,123 @@ def pdf_chunks(context: AssetExecutionContext, config: ChunkingConfig, storage: 
         removed += cleaned.stats.header_footer_lines_removed
         joined += cleaned.stats.hyphenations_joined
     chunks = pl.concat(frames)
-    path = storage.path("retrieval", "chunks.parquet")
-    storage.path("retrieval", "chunking.json").write_text(json.dumps(config.model_dump()))
-    chunks.write_parquet(path)
     lengths = chunks["text"].str.len_chars()
-    return MaterializeResult(
-        metadata={
-            **table_metadata(chunks.select("chunk_id", "doc_id", "page_start", "page_end", "text"), path),
-            "documents": len(documents),
-            "pages": pages,
-            "textless_pages": textless,
-            "characters": characters,
-            "header_footer_lines_removed": removed,
-            "hyphenations_joined": joined,
-            "chunks": chunks.height,
-            "chunk_length": MetadataValue.json(
-                {"min": int(lengths.min() or 0), "p50": int(lengths.median() or 0),
-                 "p95": int(lengths.quantile(0.95) or 0), "max": int(lengths.max() or 0)}
-            ),
-            "seconds": round(time.perf_counter() - started, 3),
-        },
-        data_version=DataVersion(sha256_file(path)),
-    )
+    metadata = {
+        **table_metadata(chunks.select("chunk_id", "doc_id", "page_start", "page_end", "text")),
+        "chunk_size": config.chunk_size,
+        "chunk_overlap": config.chunk_overlap,
+        "chunk_min_chars": config.min_chars,
+        "documents": emergency_care_documents.height,
+        "pages": pages,
+        "textless_pages": textless,
+        "characters": characters,
+        "header_footer_lines_removed": removed,
+        "hyphenations_joined": joined,
+        "chunk_length": MetadataValue.json(
+            {"min": int(lengths.min() or 0), "p50": int(lengths.median() or 0), "p95": int(lengths.quantile(0.95) or 0), "max": int(lengths.max() or 0)}
+        ),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return MaterializeResult(value=chunks, metadata=metadata, data_version=DataVersion(frame_version(chunks)))
 
 
 @asset(
-    deps=[pdf_chunks],
     group_name="retrieval",
-    kinds={"numpy"},
+    kinds={"numpy", "parquet"},
     description="One unit vector per chunk (input_type search_document), cached by text hash.",
-    code_version=sha256_text(inspect.getsource(embedding_cache))[:16],
+    code_version=code_version(embedding_cache),
     retry_policy=NETWORK_RETRY,
+    automation_condition=REBUILD_WHEN_STALE,
 )
-def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource, storage: PipelineStorage) -> MaterializeResult:
-    chunks = pl.read_parquet(storage.path("retrieval", "chunks.parquet"))
-    texts = chunks["text"].to_list()
-    folder = _embeddings_dir(storage)
+def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource, storage: PipelineStorage, pdf_chunks: pl.DataFrame):
+    texts = pdf_chunks["text"].to_list()
     try:
         model = embedder.for_documents(texts)
-        with EmbeddingCache(storage.path("cache", "embeddings.sqlite")) as cache:
+        with EmbeddingCache(storage.embedding_cache_path) as cache:
             vectors, stats = embed_with_cache(model, texts, "search_document", cache)
     except EmbeddingBackendError as error:
-        raise Failure(description=f"embedding the chunks failed: {error}") from error
-    local_file = None
+        raise Failure(description=f"embedding the chunks failed: {error}", allow_retries=error.status not in (401, 403, 498)) from error
+    settings = embedder_settings(model)
     if embedder.backend == "local":
-        model.save(folder / LOCAL_EMBEDDER_FILE)
-        local_file = LOCAL_EMBEDDER_FILE
-    np.save(folder / "vectors.npy", vectors)
-    (folder / "embedder.json").write_text(json.dumps(embedder_settings(model, local_file), indent=2))
+        # The fitted vectoriser is a file by nature; the index keeps a copy so queries embed alike.
+        path = storage.embedder_dir / f"{model.fingerprint[:16]}.joblib"
+        try:
+            atomic_write(path, model.save, folder=storage.root)
+        except NoSpaceLeftError as error:
+            raise Failure(str(error), allow_retries=False) from error
+        settings["local_embedder_path"] = str(path)
+    frame = pl.DataFrame({"chunk_id": pdf_chunks["chunk_id"], "vector": pl.Series(vectors, dtype=pl.Array(pl.Float32, model.dimension))})
     context.log.info(f"{stats.vectors} vectors: {stats.cache_hits} from cache, {stats.api_calls} API calls")
     return MaterializeResult(
+        value=frame,
         metadata={
-            "vectors": stats.vectors,
+            "dagster/row_count": frame.height,
             "dimension": model.dimension,
-            "backend": model.backend,
-            "model": model.model,
+            "embedder": MetadataValue.json(settings),
             **{key: value for key, value in stats.as_metadata().items() if key != "vectors"},
         },
-        data_version=DataVersion(sha256_file(folder / "vectors.npy")),
+        data_version=DataVersion(sha256_bytes(vectors.tobytes() + "".join(pdf_chunks["chunk_id"]).encode())[:24]),
     )
 
 
 @asset(
-    deps=[chunk_embeddings],
     group_name="retrieval",
     kinds={"faiss"},
     description="Exact inner-product FAISS index over the chunk vectors, saved with the chunk mapping and embedder settings.",
-    code_version=sha256_text(inspect.getsource(vector_index))[:16],
+    code_version=code_version(vector_index),
+    automation_condition=REBUILD_WHEN_STALE,
+    ins={"pdf_chunks": AssetIn(), "chunk_embeddings": AssetIn()},
 )
-def faiss_index(context: AssetExecutionContext, config: IndexConfig, storage: PipelineStorage) -> MaterializeResult:
+def faiss_index(context: AssetExecutionContext, config: IndexConfig, storage: PipelineStorage, pdf_chunks: pl.DataFrame, chunk_embeddings: pl.DataFrame):
     started = time.perf_counter()
-    source, folder = _embeddings_dir(storage), _index_dir(storage)
-    vectors = np.load(source / "vectors.npy")
-    chunks = pl.read_parquet(storage.path("retrieval", "chunks.parquet"))
-    settings = json.loads((source / "embedder.json").read_text())
-    if settings.get("local_embedder_file"):
-        shutil.copyfile(source / settings["local_embedder_file"], folder / settings["local_embedder_file"])
-    index = build_index(vectors, chunks["chunk_id"].to_list(), approximate_above=config.approximate_above)
-    manifest_path = save_index(folder, index, chunks, settings)
-    manifest = json.loads(manifest_path.read_text())
+    upstream = context.instance.get_latest_materialization_event(context.asset_key_for_input("chunk_embeddings"))
+    settings = dict(upstream.asset_materialization.metadata["embedder"].value)
+    folder = storage.index_dir
+    local_path = settings.pop("local_embedder_path", None)
+    if local_path:
+        shutil.copyfile(local_path, folder / LOCAL_EMBEDDER_FILE)
+        settings["local_embedder_file"] = LOCAL_EMBEDDER_FILE
+    vectors = chunk_embeddings["vector"].to_numpy().astype(np.float32)
+    index = build_index(vectors, pdf_chunks["chunk_id"].to_list(), approximate_above=config.approximate_above)
+    save_index(folder, index, pdf_chunks, settings)
+    loaded = load_index(folder)
     return MaterializeResult(
         metadata={
             "vectors": index.ntotal,
             "dimension": index.d,
-            "kind": manifest["kind"],
+            "kind": loaded.manifest["kind"],
             "embedder": MetadataValue.json(settings),
             "index_dir": MetadataValue.path(str(folder)),
             "seconds": round(time.perf_counter() - started, 3),
         },
-        data_version=DataVersion(manifest["files"]["index.faiss"]),
+        data_version=DataVersion(loaded.manifest["files"]["index.faiss"]),
     )
 
 
-@asset_check(asset=faiss_index, blocking=True, description="One vector per chunk, with the embedder's dimension.")
-def index_matches_chunks(storage: PipelineStorage) -> AssetCheckResult:
-    loaded = load_index(_index_dir(storage))
-    chunks = pl.read_parquet(storage.path("retrieval", "chunks.parquet"))
+@asset_check(asset=faiss_index, blocking=True, description="One vector per chunk, with the embedder's dimension.", additional_ins={"pdf_chunks": AssetIn()})
+def index_matches_chunks(storage: PipelineStorage, pdf_chunks: pl.DataFrame) -> AssetCheckResult:
+    loaded = load_index(storage.index_dir)
     expected_dimension = loaded.manifest["embedder"]["dimension"]
-    passed = loaded.index.ntotal == chunks.height and loaded.index.d == expected_dimension
+    passed = loaded.index.ntotal == pdf_chunks.height and loaded.index.d == expected_dimension
     return AssetCheckResult(
         passed=passed,
-        description=f"{loaded.index.ntotal} vectors of {loaded.index.d} dims for {chunks.height} chunks (expected {expected_dimension} dims)",
+        description=f"{loaded.index.ntotal} vectors of {loaded.index.d} dims for {pdf_chunks.height} chunks (expected {expected_dimension} dims)",
+        metadata={"vectors": loaded.index.ntotal, "chunks": pdf_chunks.height, "dimension": loaded.index.d},
     )
 
 
-@asset_check(asset=faiss_index, blocking=True, description="Sampled chunks each retrieve themselves first.")
-def retrieval_self_test(storage: PipelineStorage) -> AssetCheckResult:
-    loaded = load_index(_index_dir(storage))
-    vectors = np.load(_embeddings_dir(storage) / "vectors.npy")
-    texts = loaded.chunks["text"].to_list()
-    passed, failures = self_test(loaded.index, vectors, sample=min(50, loaded.index.ntotal), texts=texts)
+@asset_check(asset=faiss_index, blocking=True, description="Sampled chunks each retrieve themselves first.", additional_ins={"chunk_embeddings": AssetIn()})
+def retrieval_self_test(storage: PipelineStorage, chunk_embeddings: pl.DataFrame) -> AssetCheckResult:
+    loaded = load_index(storage.index_dir)
+    vectors = chunk_embeddings["vector"].to_numpy().astype(np.float32)
+    sample = min(50, loaded.index.ntotal)
+    passed, failures = self_test(loaded.index, vectors, sample=sample, texts=loaded.chunks["text"].to_list())
     return AssetCheckResult(
         passed=passed,
         description="every sampled chunk returned itself first" if passed else f"{len(failures)} sampled chunks did not return themselves first",
-        metadata={"failures": MetadataValue.json([f.__dict__ for f in failures[:10]])},
+        metadata={"sampled": sample, "failures": len(failures), "failed_chunks": MetadataValue.json([f.__dict__ for f in failures[:10]])},
     )
-
-
-def index_folder(storage: PipelineStorage) -> Path:
-    return _index_dir(storage)
 
 
 RETRIEVAL_ASSETS = [emergency_care_documents, pdf_chunks, chunk_embeddings, faiss_index]
 RETRIEVAL_CHECKS = [index_matches_chunks, retrieval_self_test]
-FAISS_INDEX = AssetKey("faiss_index")

@@ -1,13 +1,16 @@
-"""Sources: one asset per Hub source, made from the registry.
+"""Sources (group `sources`): one observation and one asset per Hub source, made from the registry.
 
-Record sources (`source_records/<id>`) write the dataset's rows; LLM sources
-(`generation_inputs/<id>`) write the normalised items their generation task consumes.
+- `hub_datasets/<id>` observe the source: the Hub commit sha (sample: the mirror's content hash)
+  is its data version, so a change upstream marks what was built from it unsynced.
+- `source_records/<id>` hold the records of a source whose rows map straight to the dataset.
+- `generation_inputs/<id>` hold the items a generation task consumes.
+- `excluded_sources/<id>` document the sources the card names and the build never used.
+Each factory takes the registry entry and keeps it with the asset it builds.
 """
 
 
-import inspect
-import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -19,6 +22,7 @@ from dagster import (
     AssetsDefinition,
     AssetSpec,
     Backoff,
+    BetaWarning,
     ConfigurableResource,
     DataVersion,
     Failure,
@@ -30,10 +34,22 @@ from dagster import (
     observable_source_asset,
 )
 
-from medset_dagster.common.hashing import sha256_file, sha256_text, stable_json
-from medset_dagster.defs.metadata import drop_metadata, table_metadata
-from medset_dagster.defs.storage import PipelineStorage
-from medset_dagster.sources.hub_revisions import current_revision, local_mirror_revision
+from medset_dagster.common.files import is_no_space
+from medset_dagster.common.hashing import sha256_text
+from medset_dagster.defs.automation import NIGHTLY_OBSERVATION, REBUILD_WHEN_STALE
+from medset_dagster.defs.metadata import (
+    drop_metadata,
+    latest_observation,
+    table_metadata,
+)
+from medset_dagster.defs.resources import PipelineStorage
+from medset_dagster.defs.versions import code_version
+from medset_dagster.sources import loading
+from medset_dagster.sources.hub_revisions import (
+    HubRevisionError,
+    current_revision,
+    local_mirror_revision,
+)
 from medset_dagster.sources.loading import (
     SourceError,
     load_native_rows,
@@ -42,13 +58,14 @@ from medset_dagster.sources.loading import (
     with_source,
 )
 from medset_dagster.sources.registry import (
-    SOURCES,
     SourceSpec,
+    excluded_sources,
     generation_input_sources,
     hub_sources,
     record_sources,
 )
 
+# Network steps may hit a transient outage the client's own retries did not outlast.
 NETWORK_RETRY = RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
 
@@ -72,43 +89,47 @@ class HubDatasets(ConfigurableResource):
         return "track" if spec.source_id in self.track else "pinned"
 
     def observe(self, spec: SourceSpec) -> tuple[str, dict]:
-        """(data version, metadata) of the source as it stands now."""
+        """(data version, metadata) of the source as it stands now.
+
+        Metadata: `revision_pinned` (the registry's), `hub_head` (the Hub's current commit, full
+        profile) or `mirror_content_hash` (sample), `policy`, and whether upstream moved.
+        """
         if self.is_local:
             digest = local_mirror_revision(Path(self.mirror_root) / spec.hub_repo)
-            return digest, {"mirror_content_hash": digest, "pinned_revision": spec.revision, "policy": self.policy(spec)}
+            return digest, {"mirror_content_hash": digest, "revision_pinned": spec.revision, "policy": self.policy(spec)}
         head = current_revision(spec.hub_repo, token=self.token, endpoint=self.endpoint)
         if self.policy(spec) == "track":
-            return head, {"hub_head": head, "policy": "track"}
+            return head, {"hub_head": head, "revision_pinned": spec.revision, "policy": "track"}
         moved = head != spec.revision
         return spec.revision, {
             "hub_head": head,
-            "pinned_revision": spec.revision,
+            "revision_pinned": spec.revision,
             "policy": "pinned",
             "upstream_moved": moved,
-            "note": f"The Hub is at {head[:12]}; the pinned {spec.revision[:12]} is still loaded." if moved else "The Hub is at the pinned revision.",
+            "note": f"The Hub is at {head[:12]}; the pinned {spec.revision[:12]} is still loaded."
+            if moved
+            else "The Hub is at the pinned revision.",
         }
 
-    def revision_to_load(self, spec: SourceSpec, storage: PipelineStorage) -> Optional[str]:
+    def revision_to_load(self, spec: SourceSpec, observed: str | None) -> str | None:
+        """The Hub revision a load reads: the pin, or (policy `track`) the latest observed head."""
         if self.is_local or self.policy(spec) == "pinned":
             return spec.revision
-        observed = storage.path("observations", f"{spec.source_id}.json")
-        if not observed.exists():
+        if observed is None:
             raise SourceError(f"{spec.source_id} tracks the Hub's newest revision: observe hub_datasets/{spec.source_id} first")
-        return json.loads(observed.read_text())["data_version"]
+        return observed
 
-    def load(self, spec: SourceSpec, storage: PipelineStorage) -> pl.DataFrame:
-        return load_native_rows(
+    def load(self, spec: SourceSpec, revision: str | None, storage: PipelineStorage) -> tuple[pl.DataFrame, str]:
+        """(native rows, the revision loaded): a Hub sha, or the mirror's content hash."""
+        rows = load_native_rows(
             spec,
             hub_root=Path(self.mirror_root) if self.mirror_root else None,
-            revision=self.revision_to_load(spec, storage),
+            revision=revision,
             cache_dir=storage.hf_cache_dir,
             token=self.token,
         )
-
-    def revision_label(self, spec: SourceSpec, storage: PipelineStorage) -> str:
-        if self.is_local:
-            return f"local mirror of {spec.revision}"
-        return str(self.revision_to_load(spec, storage))
+        loaded = local_mirror_revision(Path(self.mirror_root) / spec.hub_repo) if self.is_local else str(revision)
+        return rows, loaded
 
 
 def observation_key(spec: SourceSpec) -> AssetKey:
@@ -116,112 +137,110 @@ def observation_key(spec: SourceSpec) -> AssetKey:
 
 
 def hub_dataset_observation(spec: SourceSpec):
-    """The source's current revision as its data version: a change marks its downstream unsynced."""
+    """The source's current revision as its data version; observed at 02:00 UTC by automation."""
 
-    @observable_source_asset(
-        key=observation_key(spec),
-        group_name="sources",
-        description=f"`{spec.hub_repo}` as it stands on the Hub (sample profile: a content hash of the local mirror).",
-        metadata={"hub_repo": spec.hub_repo, "pinned_revision": spec.revision, "licence": spec.licence},
-    )
-    def _observe(hub_datasets: HubDatasets, storage: PipelineStorage) -> ObserveResult:
-        data_version, metadata = hub_datasets.observe(spec)
-        storage.path("observations", f"{spec.source_id}.json").write_text(json.dumps({"data_version": data_version, **metadata}))
-        return ObserveResult(data_version=DataVersion(data_version), metadata=metadata)
+    # Observable source assets are beta in Dagster 1.13; the API is the documented way to give a
+    # source a data version, so its warning is silenced here rather than printed at every import.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BetaWarning)
+
+        @observable_source_asset(
+            key=observation_key(spec),
+            group_name="sources",
+            # Kinds are tags on a source asset (its decorator takes no `kinds`).
+            tags={"dagster/kind/huggingface": ""},
+            description=f"`{spec.hub_repo}` as it stands on the Hub (sample profile: a content hash of the local mirror).",
+            metadata={"hub_repo": spec.hub_repo, "revision_pinned": spec.revision, "licence": spec.licence},
+            automation_condition=NIGHTLY_OBSERVATION,
+        )
+        def _observe(hub_datasets: HubDatasets) -> ObserveResult:
+            try:
+                data_version, metadata = hub_datasets.observe(spec)
+            except (HubRevisionError, FileNotFoundError) as error:
+                raise Failure(f"{spec.source_id}: {error}", allow_retries=False) from error
+            return ObserveResult(data_version=DataVersion(data_version), metadata=metadata)
 
     return _observe
 
 
-def _code_version(spec: SourceSpec) -> str:
-    """Changes when what defines the source's output changes: its mapper or its registry entry."""
-    mapper_source = inspect.getsource(spec.mapper) if spec.mapper else ""
-    fields = {name: value for name, value in vars(spec).items() if name != "mapper"}  # a function's repr has its address
-    return sha256_text(mapper_source + stable_json(fields))[:16]
-
-
-def _source_metadata(spec: SourceSpec, stats, frame: pl.DataFrame, path: Path, seconds: float) -> dict:
-    return {
-        **table_metadata(frame, path),
-        "rows_read": stats.rows_read,
-        "rows_mapped": stats.rows_mapped,
-        "rows_kept": stats.rows_kept,
-        **drop_metadata(stats.dropped),
-        "hub_repo": spec.hub_repo,
-        "config": spec.config or "default",
-        "revision": stats.revision,
-        "licence": spec.licence,
-        "published_rows": spec.published_rows,
-        "seconds": round(seconds, 3),
-    }
-
-
-def _load_and_map(context: AssetExecutionContext, spec: SourceSpec, hub: HubDatasets, storage: PipelineStorage):
-    started = time.perf_counter()
-    try:
-        rows = hub.load(spec, storage)
-        mapped, stats = map_source(spec, rows)
-    except SourceError as error:
-        # A renamed column or an unreadable source is not transient: fail without retrying.
-        raise Failure(description=str(error), allow_retries=False) from error
-    stats.revision = hub.revision_label(spec, storage)
-    context.log.info(f"{spec.source_id}: read {stats.rows_read}, kept {stats.rows_kept}, dropped {stats.dropped}")
-    return mapped, stats, time.perf_counter() - started
-
-
 @dataclass(frozen=True)
 class SourceOutput:
-    """What a Hub source's asset writes: finished records, or items for its LLM task."""
+    """What a Hub source's asset holds: finished records, or items for its generation task."""
 
     key_prefix: str
     what: str
     finish: Callable[[pl.DataFrame, str], pl.DataFrame]
-    paths: Callable[[PipelineStorage, str], tuple[Path, Path]]
 
 
-RECORDS = SourceOutput(
-    "source_records",
-    "mapped to input/context/output/source",
-    with_source,
-    lambda storage, source_id: (storage.records_path(source_id), storage.records_stats_path(source_id)),
-)
-GENERATION_INPUTS = SourceOutput(
-    "generation_inputs",
-    "normalised into items for its LLM task",
-    with_item_ids,
-    lambda storage, source_id: (storage.generation_inputs_path(source_id), storage.generation_inputs_stats_path(source_id)),
-)
+RECORDS = SourceOutput("source_records", "mapped to input/context/output/source", with_source)
+GENERATION_INPUTS = SourceOutput("generation_inputs", "normalised into items for its generation task", with_item_ids)
 
 
 def hub_source_asset(spec: SourceSpec, output: SourceOutput) -> AssetsDefinition:
+    """`<output.key_prefix>/<source_id>`: the source loaded, mapped, its drops counted, deduped."""
+    target = f"`{spec.task}`" if spec.task else "the curated dataset"
+
     @asset(
         name=spec.source_id,
         key_prefix=output.key_prefix,
         group_name="sources",
         deps=[observation_key(spec)],
         kinds={"huggingface", "polars", "parquet"},
-        description=f"{spec.description}. `{spec.hub_repo}` {output.what}.",
-        code_version=_code_version(spec),
+        description=f"{spec.description}. `{spec.hub_repo}` {output.what}, for {target}.",
+        # Changes when what defines the output changes: the loader, the mapper or the registry entry.
+        code_version=code_version(loading, spec.mapper, extra={k: v for k, v in vars(spec).items() if k != "mapper"}),
         retry_policy=NETWORK_RETRY,
+        automation_condition=REBUILD_WHEN_STALE,
         tags={"source": spec.source_id},
     )
-    def _asset(context: AssetExecutionContext, hub_datasets: HubDatasets, storage: PipelineStorage) -> MaterializeResult:
-        mapped, stats, seconds = _load_and_map(context, spec, hub_datasets, storage)
+    def _asset(context: AssetExecutionContext, hub_datasets: HubDatasets, storage: PipelineStorage):
+        started = time.perf_counter()
+        observed, _ = latest_observation(context.instance, observation_key(spec))
+        try:
+            revision = hub_datasets.revision_to_load(spec, observed)
+            rows, loaded = hub_datasets.load(spec, revision, storage)
+            mapped, stats = map_source(spec, rows)
+        except SourceError as error:
+            # A renamed column or an unreadable file is not transient: fail without retrying.
+            raise Failure(description=str(error), allow_retries=False) from error
+        except Exception as error:
+            if is_no_space(error):
+                raise Failure(
+                    f"{spec.source_id}: no space left on device for the Hub dataset cache {storage.hf_cache_dir}: {error}",
+                    allow_retries=False,
+                ) from error
+            raise
         frame = output.finish(mapped, spec.source_id)
-        path, stats_path = output.paths(storage, spec.source_id)
-        frame.write_parquet(path)
-        stats_path.write_text(stats.to_json())
-        return MaterializeResult(
-            metadata=_source_metadata(spec, stats, frame, path, seconds),
-            data_version=DataVersion(sha256_file(path)),
-        )
+        context.log.info(f"{spec.source_id}: read {stats.rows_read}, kept {stats.rows_kept}, dropped {stats.dropped}")
+        metadata = {
+            **table_metadata(frame),
+            "rows_read": stats.rows_read,
+            "after_mapping": stats.rows_mapped,
+            "after_source_dedup": stats.rows_kept,
+            **drop_metadata(stats.dropped),
+            "hub_repo": spec.hub_repo,
+            "config": spec.config or "default",
+            "split": spec.split,
+            "revision_loaded": loaded,
+            "revision_pinned": spec.revision or "",
+            "licence": spec.licence,
+            "published_rows": spec.published_rows or 0,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        return MaterializeResult(value=frame, metadata=metadata, data_version=DataVersion(frame_version(frame)))
 
     return _asset
 
 
-HUB_OBSERVATIONS = [hub_dataset_observation(spec) for spec in hub_sources()]
-SOURCE_RECORD_ASSETS = [hub_source_asset(spec, RECORDS) for spec in record_sources()]
-GENERATION_INPUT_ASSETS = [hub_source_asset(spec, GENERATION_INPUTS) for spec in generation_input_sources()]
+def frame_version(frame: pl.DataFrame) -> str:
+    """A content hash of a table: equal rows give an equal data version, so nothing downstream
+    turns stale when a rebuild changed nothing."""
+    return sha256_text(frame.write_csv())[:24]
 
+
+HUB_OBSERVATIONS = [hub_dataset_observation(spec) for spec in hub_sources()]
+SOURCE_RECORD_ASSETS = {spec.source_id: hub_source_asset(spec, RECORDS) for spec in record_sources()}
+GENERATION_INPUT_ASSETS = {spec.source_id: hub_source_asset(spec, GENERATION_INPUTS) for spec in generation_input_sources()}
 
 # Named on the card, never loaded: shown in the UI with the reason rather than left as silent gaps.
 EXCLUDED_SOURCE_SPECS = [
@@ -232,6 +251,5 @@ EXCLUDED_SOURCE_SPECS = [
         metadata={"hub_repo": spec.hub_repo, "excluded_reason": spec.excluded_reason, "licence": spec.licence},
         kinds={"huggingface"},
     )
-    for spec in SOURCES
-    if spec.role == "excluded"
+    for spec in excluded_sources()
 ]

@@ -1,24 +1,26 @@
 """The four generation tasks: items in, validated records out, every drop counted by reason.
 
 Each task renders its prompts (`prompts.py`), runs them through `run_generation` (cached per item,
-resumable), validates every output, and returns records `item_id, input, context, output`.
+resumable), validates every output (`validation.py`), and returns records `item_id, input, context,
+output`. The two question-then-answer tasks (wiki terms, emergency scenarios) share one two-stage
+flow, `_question_then_answer`; only how an asked question gets its context differs.
 """
 
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import polars as pl
 
+from medset_dagster.common.drops import merge_drops
 from medset_dagster.common.hashing import sha256_json
+from medset_dagster.common.text import normalised_text
 from medset_dagster.generation.backends import GenerationResult, Generator
 from medset_dagster.generation.cache import GenerationCache
 from medset_dagster.generation.prompts import (
     MEDQA_EXPLANATION,
-    NULL_ANSWER,
     SCENARIO_ANSWER,
     SCENARIO_QUESTION,
     SCENARIO_SITUATIONS,
@@ -34,73 +36,70 @@ from medset_dagster.generation.runner import (
     GenerationReport,
     run_generation,
 )
+from medset_dagster.generation.validation import (
+    DROP_RULES,
+    REPAIR_RULES,
+    OutputRules,
+    count_outcomes,
+    validate_outputs,
+)
 
 GENERATED_SCHEMA = {"item_id": pl.String, "input": pl.String, "context": pl.String, "output": pl.String}
-MAX_OUTPUT_CHARS = 6000
-MIN_OUTPUT_CHARS = 10
 
-_FENCE = re.compile(r"^```[\w-]*\s*\n?|\n?```\s*$")
-_PREAMBLE = re.compile(
-    r"^(?:sure|certainly|of course|okay|ok|great)[,!.]?\s+(?:here(?:'s| is| are)[^:\n]*:\s*)?"
-    r"|^here(?:'s| is| are)[^:\n]{0,60}:\s*"
-    r"|^(?:question|answer|explanation|sentence|diagnosis)\s*:\s*",
-    re.IGNORECASE,
-)
-_REFUSAL = re.compile(
-    r"^(?:i'?m sorry|i am sorry|sorry,|i cannot|i can'?t|i'm unable|i am unable|as an ai|i am an ai|i'm an ai)",
-    re.IGNORECASE,
-)
-_DISCLAIMER = re.compile(
-    r"(consult|see|contact|speak (?:to|with))\s+(?:a|your)\s+(?:qualified\s+)?"
-    r"(?:doctor|physician|healthcare (?:professional|provider)|medical professional)",
-    re.IGNORECASE,
-)
-_NULL = re.compile(rf"\b{NULL_ANSWER}\b")
-_WORD = re.compile(r"[^\W\d_]{2,}")  # a run of letters: "2022-03-29T11:24" has none
-MIN_WORDS = 3
+# Minimum cosine similarity of a scenario question's best chunk. The sample's on-topic questions score
+# 0.5-0.9 with the local embedder; a question sharing no word with the corpus scores 0 there. 0.3 keeps
+# the first and refuses weakly related chunks; it is a parameter of `emergency_scenarios` and the card
+# records the value used.
+DEFAULT_MIN_SIMILARITY = 0.3
+
+# What each prompt's output must satisfy (validation.py applies it).
+OUTPUT_RULES: dict[str, OutputRules] = {
+    SCENARIO_QUESTION.name: OutputRules(),
+    SCENARIO_ANSWER.name: OutputRules(null_sentinel=True, grounded=True),
+    WIKI_QUESTION.name: OutputRules(max_words=20),
+    WIKI_ANSWER.name: OutputRules(grounded=True),
+    MEDQA_EXPLANATION.name: OutputRules(reference="medqa_option"),
+    SYMPTOM_DIAGNOSIS.name: OutputRules(reference="label"),
+}
+
+
+def task_drop_rules(min_similarity: float = DEFAULT_MIN_SIMILARITY) -> dict[str, str]:
+    """One sentence per drop reason a task can return (reason -> sentence), for the card and metadata.
+
+    `generation_failed/<error>` stands for every backend error (timeout, malformed_json, ...).
+    """
+    return {
+        "generation_not_run": "The item was not generated in this run.",
+        "generation_failed/<error>": "The model server failed for the item after its retries (the error is named).",
+        **DROP_RULES,
+        "repeated_question": "The generated question repeated an earlier one of the same task (after normalisation).",
+        "no_relevant_context": (
+            f"No retrieved chunk reached the minimum cosine similarity of {min_similarity:g} to the question "
+            "(or the question embedded to a zero vector), so it had no context to be answered from."
+        ),
+    }
 
 
 class Retriever(Protocol):
-    def retrieve_many(self, queries: Sequence[str], k: int = 5) -> list[list]: ...
-
-
-def clean_output(text: str | None, *, max_words: int | None = None) -> tuple[str | None, str | None]:
-    """(cleaned text, None) or (None, drop reason): fences and preambles stripped, then judged."""
-    if text is None:
-        return None, "empty_output"
-    cleaned = _FENCE.sub("", text.strip()).strip()
-    for _ in range(2):  # "Sure! Here is the answer: Answer: ..." takes two passes
-        cleaned = _PREAMBLE.sub("", cleaned).strip()
-    cleaned = cleaned.strip('"“”').strip()
-    if not cleaned:
-        return None, "empty_output"
-    if _REFUSAL.match(cleaned):
-        return None, "refusal"
-    if _DISCLAIMER.search(cleaned) and len(_DISCLAIMER.sub("", cleaned).strip(" .,!")) < 40:
-        return None, "disclaimer_only"
-    if len(cleaned) < MIN_OUTPUT_CHARS:
-        return None, "too_short"
-    if len(_WORD.findall(cleaned)) < MIN_WORDS:
-        return None, "not_prose"
-    if len(cleaned) > MAX_OUTPUT_CHARS:
-        return None, "too_long"
-    if max_words is not None and len(cleaned.split()) > max_words:
-        return None, "too_many_words"
-    return cleaned, None
-
-
-def normalised_question(text: str) -> str:
-    return " ".join(text.lower().split()).rstrip("?. ")
+    def retrieve_many(self, queries: Sequence[str], k: int = 5, *, min_score: float | None = None) -> list[list]: ...
 
 
 @dataclass
 class TaskOutcome:
+    """A task's records (GENERATED_SCHEMA), drops by reason, repairs by name (REPAIR_RULES; counted
+    on kept outputs), and the runner's reports (one per stage and call)."""
+
     records: pl.DataFrame
     dropped: dict[str, int] = field(default_factory=dict)
     reports: list[GenerationReport] = field(default_factory=list)
+    repaired: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def count(self, dropped: dict[str, int], repaired: dict[str, int]) -> None:
+        self.dropped = merge_drops(self.dropped, dropped)
+        self.repaired = merge_drops(self.repaired, repaired)
 
 
 @dataclass(frozen=True)
@@ -113,7 +112,7 @@ class TaskSettings:
 
 
 def _generate(
-    template_source: str,
+    source_id: str,
     items: list[GenerationItem],
     generator: Generator,
     cache: GenerationCache,
@@ -124,7 +123,7 @@ def _generate(
         generator,
         items,
         cache,
-        template_version=task_version(template_source),
+        template_version=task_version(source_id),
         on_progress=settings.on_progress,
         progress_every_s=settings.progress_every_s,
     )
@@ -132,23 +131,58 @@ def _generate(
     return report.results
 
 
-def _validated(
-    result: GenerationResult | None, template: PromptTemplate, outcome: TaskOutcome, *, max_words: int | None = None
-) -> str | None:
-    if result is None:
-        outcome.drop("generation_not_run")
-        return None
-    if not result.ok:
-        outcome.drop(f"generation_failed/{result.error}")
-        return None
-    text, reason = clean_output((result.parsed or {}).get(template.output_field), max_words=max_words)
-    if reason:
-        outcome.drop(reason)
-    return text
+def _requests(
+    template: PromptTemplate,
+    rows: pl.DataFrame,
+    fields: Callable[[dict], dict],
+    settings: TaskSettings,
+    *,
+    seed: Callable[[dict], int] | None = None,
+    extra: Callable[[dict], dict] | None = None,
+) -> list[GenerationItem]:
+    return [
+        GenerationItem(
+            row["item_id"],
+            template.request(max_tokens_cap=settings.max_tokens_cap, seed=seed(row) if seed else None, **fields(row)),
+            extra=extra(row) if extra else None,
+        )
+        for row in rows.iter_rows(named=True)
+    ]
 
 
-def _records(rows: Iterable[dict]) -> pl.DataFrame:
-    return pl.DataFrame(list(rows), schema=GENERATED_SCHEMA)
+def _judged(
+    rows: pl.DataFrame,
+    results: dict[str, GenerationResult],
+    template: PromptTemplate,
+    outcome: TaskOutcome,
+    output_column: str,
+) -> pl.DataFrame:
+    """`rows` with `output_column` set to the validated output of each; failed and dropped rows
+    are removed and counted in `outcome` (validation rules: OUTPUT_RULES[template.name])."""
+    failures, outputs = [], []
+    for item_id in rows["item_id"].to_list():
+        result = results.get(item_id)
+        failure = "generation_not_run" if result is None else (None if result.ok else f"generation_failed/{result.error}")
+        failures.append(failure)
+        outputs.append((result.parsed or {}).get(template.output_field) if failure is None else None)
+    frame = rows.with_columns(
+        pl.Series("_failure", failures, dtype=pl.String), pl.Series(output_column, outputs, dtype=pl.String)
+    )
+    for reason, count in frame.group_by("_failure").len().drop_nulls().iter_rows():
+        outcome.drop(reason, count)
+    rules = OUTPUT_RULES[template.name]
+    frame = frame.filter(pl.col("_failure").is_null()).drop("_failure")
+    if rules.reference == "medqa_option":
+        frame = frame.with_columns(pl.col("context").alias("options"))
+    validated = validate_outputs(frame, rules, column=output_column)
+    outcome.count(*count_outcomes(validated))
+    return validated.filter(pl.col("drop_reason").is_null()).select(frame.columns).drop("options", strict=False)
+
+
+def _records(frame: pl.DataFrame, input_column: str, output_column: str) -> pl.DataFrame:
+    return frame.select(
+        "item_id", pl.col(input_column).alias("input"), "context", pl.col(output_column).alias("output")
+    ).cast(GENERATED_SCHEMA)
 
 
 def _single_stage(
@@ -160,24 +194,19 @@ def _single_stage(
     cache: GenerationCache,
     settings: TaskSettings,
 ) -> TaskOutcome:
-    outcome = TaskOutcome(records=_records([]))
-    rows = items.to_dicts()
-    requests = [
-        GenerationItem(row["item_id"], template.request(max_tokens_cap=settings.max_tokens_cap, **fields(row)))
-        for row in rows
-    ]
-    results = _generate(source_id, requests, generator, cache, settings, outcome)
-    kept = []
-    for row in rows:
-        output = _validated(results.get(row["item_id"]), template, outcome)
-        if output:
-            kept.append({"item_id": row["item_id"], "input": row["input"], "context": row["context"], "output": output})
-    outcome.records = _records(kept)
+    outcome = TaskOutcome(records=pl.DataFrame(schema=GENERATED_SCHEMA))
+    results = _generate(source_id, _requests(template, items, fields, settings), generator, cache, settings, outcome)
+    outcome.records = _records(_judged(items, results, template, outcome, "output"), "input", "output")
     return outcome
 
 
 def explain_medqa(items: pl.DataFrame, generator: Generator, cache: GenerationCache, settings: TaskSettings) -> TaskOutcome:
-    """input = question, context = the rendered options, output = why the answer is right."""
+    """input = question, context = the rendered options, output = why the answer is right.
+
+    `items`: item_id, input, context (options, "X) text" per line), reference (the correct option,
+    "C) text"), all String. Outputs that do not name the correct option, or name another as correct,
+    are dropped as contradicts_reference.
+    """
     return _single_stage(
         "medqa",
         MEDQA_EXPLANATION,
@@ -190,7 +219,11 @@ def explain_medqa(items: pl.DataFrame, generator: Generator, cache: GenerationCa
 
 
 def diagnose_symptoms(items: pl.DataFrame, generator: Generator, cache: GenerationCache, settings: TaskSettings) -> TaskOutcome:
-    """input = the symptom description, context = "", output = one diagnosis sentence."""
+    """input = the symptom description, context = "", output = one diagnosis sentence.
+
+    `items`: item_id, input, context, reference (the diagnosis label), all String. A sentence that
+    does not name the label is dropped as contradicts_reference.
+    """
     return _single_stage(
         "symptom_to_diagnosis",
         SYMPTOM_DIAGNOSIS,
@@ -202,54 +235,77 @@ def diagnose_symptoms(items: pl.DataFrame, generator: Generator, cache: Generati
     )
 
 
-def _first_occurrences(rows: list[dict], key: str, outcome: TaskOutcome) -> list[dict]:
-    """Drop rows whose question repeats an earlier one (normalised), counting them."""
-    seen: set[str] = set()
-    unique = []
-    for row in rows:
-        norm = normalised_question(row[key])
-        if norm in seen:
-            outcome.drop("repeated_question")
-            continue
-        seen.add(norm)
-        unique.append(row)
+def normalised_question(column: str = "question") -> pl.Expr:
+    """Key under which two generated questions are the same: the dedup key, trailing "?. " ignored."""
+    return normalised_text(pl.col(column)).str.strip_chars_end("?. ")
+
+
+def _first_occurrences(frame: pl.DataFrame, outcome: TaskOutcome) -> pl.DataFrame:
+    """Rows whose question does not repeat an earlier one (normalised); the others are counted."""
+    unique = frame.filter(normalised_question().is_first_distinct())
+    if frame.height - unique.height:
+        outcome.drop("repeated_question", frame.height - unique.height)
     return unique
 
 
-def wiki_question_answers(items: pl.DataFrame, generator: Generator, cache: GenerationCache, settings: TaskSettings) -> TaskOutcome:
-    """A question of at most 20 words from the article, then an answer from the article only."""
-    outcome = TaskOutcome(records=_records([]))
-    rows = items.to_dicts()
-    cap = settings.max_tokens_cap
+def _question_then_answer(
+    source_id: str,
+    items: pl.DataFrame,
+    generator: Generator,
+    cache: GenerationCache,
+    settings: TaskSettings,
+    *,
+    question: tuple[PromptTemplate, Callable[[dict], dict]],
+    answer: tuple[PromptTemplate, Callable[[dict], dict]],
+    ground: Callable[[pl.DataFrame, TaskOutcome], pl.DataFrame] | None = None,
+    question_seed: Callable[[dict], int] | None = None,
+    answer_extra: Callable[[dict], dict] | None = None,
+) -> TaskOutcome:
+    """The two-stage flow: a question per item, repeats dropped, `ground` gives each question its
+    `context` (dropping and counting those it cannot), then an answer per question.
+
+    Records: input = the question, context = the item's or the grounded context, output = the answer.
+    """
+    outcome = TaskOutcome(records=pl.DataFrame(schema=GENERATED_SCHEMA))
+    question_template, question_fields = question
+    answer_template, answer_fields = answer
     questions = _generate(
-        "wiki_medical_terms",
-        [GenerationItem(r["item_id"], WIKI_QUESTION.request(max_tokens_cap=cap, title=r["input"], article=r["context"])) for r in rows],
+        source_id,
+        _requests(question_template, items, question_fields, settings, seed=question_seed),
         generator,
         cache,
         settings,
         outcome,
     )
-    asked = []
-    for row in rows:
-        question = _validated(questions.get(row["item_id"]), WIKI_QUESTION, outcome, max_words=20)
-        if question:
-            asked.append({**row, "question": question})
-    asked = _first_occurrences(asked, "question", outcome)
+    asked = _first_occurrences(_judged(items, questions, question_template, outcome, "question"), outcome)
+    if ground is not None:
+        asked = ground(asked, outcome)
     answers = _generate(
-        "wiki_medical_terms",
-        [GenerationItem(r["item_id"], WIKI_ANSWER.request(max_tokens_cap=cap, article=r["context"], question=r["question"])) for r in asked],
+        source_id,
+        _requests(answer_template, asked, answer_fields, settings, extra=answer_extra),
         generator,
         cache,
         settings,
         outcome,
     )
-    kept = []
-    for row in asked:
-        answer = _validated(answers.get(row["item_id"]), WIKI_ANSWER, outcome)
-        if answer:
-            kept.append({"item_id": row["item_id"], "input": row["question"], "context": row["context"], "output": answer})
-    outcome.records = _records(kept)
+    outcome.records = _records(_judged(asked, answers, answer_template, outcome, "answer"), "question", "answer")
     return outcome
+
+
+def wiki_question_answers(items: pl.DataFrame, generator: Generator, cache: GenerationCache, settings: TaskSettings) -> TaskOutcome:
+    """A question of at most 20 words from the article, then an answer from the article only.
+
+    `items`: item_id, input (the title), context (the article), reference (""), all String.
+    """
+    return _question_then_answer(
+        "wiki_medical_terms",
+        items,
+        generator,
+        cache,
+        settings,
+        question=(WIKI_QUESTION, lambda row: {"title": row["input"], "article": row["context"]}),
+        answer=(WIKI_ANSWER, lambda row: {"article": row["context"], "question": row["question"]}),
+    )
 
 
 def sample_scenarios(count: int, seed: int) -> pl.DataFrame:
@@ -270,49 +326,35 @@ def emergency_scenarios(
     settings: TaskSettings,
     *,
     top_k: int = 5,
+    min_similarity: float = DEFAULT_MIN_SIMILARITY,
 ) -> TaskOutcome:
-    """Question from the scenario; top-k chunks retrieved for it; an answer grounded in them or NULL."""
-    outcome = TaskOutcome(records=_records([]))
-    rows = scenarios.to_dicts()
-    cap = settings.max_tokens_cap
-    questions = _generate(
+    """Question from the scenario; top-k chunks retrieved for it; an answer grounded in them or NULL.
+
+    `scenarios`: item_id, draw (Int64, seeds the question), topic, situation (`sample_scenarios`).
+    Only chunks with cosine similarity >= `min_similarity` (-1..1) become context; a question with
+    none is dropped as no_relevant_context before an answer is asked for.
+    """
+
+    def ground(asked: pl.DataFrame, outcome: TaskOutcome) -> pl.DataFrame:
+        hits = retriever.retrieve_many(asked["question"].to_list(), k=top_k, min_score=min_similarity) if asked.height else []
+        grounded = asked.with_columns(
+            pl.Series("context", ["\n".join(chunk.text for chunk in chunks) for chunks in hits], dtype=pl.String),
+            pl.Series("chunk_ids", [[chunk.chunk_id for chunk in chunks] for chunks in hits], dtype=pl.List(pl.String)),
+        )
+        kept = grounded.filter(pl.col("chunk_ids").list.len() > 0)
+        if grounded.height - kept.height:
+            outcome.drop("no_relevant_context", grounded.height - kept.height)
+        return kept
+
+    return _question_then_answer(
         "extreme_firstaid_qa_dataset",
-        [
-            GenerationItem(r["item_id"], SCENARIO_QUESTION.request(max_tokens_cap=cap, seed=r["draw"], topic=r["topic"], situation=r["situation"]))
-            for r in rows
-        ],
+        scenarios,
         generator,
         cache,
         settings,
-        outcome,
+        question=(SCENARIO_QUESTION, lambda row: {"topic": row["topic"], "situation": row["situation"]}),
+        answer=(SCENARIO_ANSWER, lambda row: {"context": row["context"], "question": row["question"]}),
+        ground=ground,
+        question_seed=lambda row: row["draw"],
+        answer_extra=lambda row: {"chunk_ids": row["chunk_ids"]},
     )
-    asked = []
-    for row in rows:
-        question = _validated(questions.get(row["item_id"]), SCENARIO_QUESTION, outcome)
-        if question:
-            asked.append({**row, "question": question})
-    asked = _first_occurrences(asked, "question", outcome)
-    retrieved = retriever.retrieve_many([r["question"] for r in asked], k=top_k) if asked else []
-    answer_items = []
-    for row, chunks in zip(asked, retrieved):
-        row["context"] = "\n".join(chunk.text for chunk in chunks)
-        answer_items.append(
-            GenerationItem(
-                row["item_id"],
-                SCENARIO_ANSWER.request(max_tokens_cap=cap, context=row["context"], question=row["question"]),
-                extra={"chunk_ids": [chunk.chunk_id for chunk in chunks]},
-            )
-        )
-    answers = _generate("extreme_firstaid_qa_dataset", answer_items, generator, cache, settings, outcome)
-    kept = []
-    for row in asked:
-        result = answers.get(row["item_id"])
-        raw = (result.parsed or {}).get("answer", "") if result is not None and result.ok else ""
-        if _NULL.search(raw or ""):
-            outcome.drop("insufficient_context")
-            continue
-        answer = _validated(result, SCENARIO_ANSWER, outcome)
-        if answer:
-            kept.append({"item_id": row["item_id"], "input": row["question"], "context": row["context"], "output": answer})
-    outcome.records = _records(kept)
-    return outcome

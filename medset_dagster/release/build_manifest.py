@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from medset_dagster.common.files import atomic_write_text
 from medset_dagster.common.hashing import sha256_file, sha256_json
 from medset_dagster.dataset.curation import CurationPolicy
+from medset_dagster.release.files import MANIFEST_NAME, list_release_files
 from medset_dagster.release.licensing import LicenceDecision
+from medset_dagster.sources.registry import SourceSpec
 
-MANIFEST_NAME = "build.json"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 REPO_ROOT = PACKAGE_ROOT.parent
 UNKNOWN_COMMIT = "unknown"
@@ -142,18 +143,16 @@ def policy_dict(policy: CurationPolicy | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def source_entries(
+    specs: Sequence[SourceSpec],
     rows_by_source: Mapping[str, int],
     *,
     revisions_loaded: Mapping[str, str] | None = None,
     revisions_observed: Mapping[str, str] | None = None,
 ) -> list[SourceEntry]:
-    """Every registry source that contributes rows (not excluded, not a benchmark), in registry
-    order, with its rows in the release.
+    """One entry per spec (the dataset's sources, in registry order) with its rows in the release.
 
     `revisions_loaded` overrides the registry's pin (e.g. the sample profile's mirror revision).
     """
-    from medset_dagster.sources.registry import DATASET_ROLES, SOURCES
-
     loaded, observed = revisions_loaded or {}, revisions_observed or {}
     return [
         SourceEntry(
@@ -167,8 +166,7 @@ def source_entries(
             description=spec.description,
             published_rows=spec.published_rows,
         )
-        for spec in SOURCES
-        if spec.role in DATASET_ROLES
+        for spec in specs
     ]
 
 
@@ -222,24 +220,9 @@ class BuildManifest:
         return json.dumps(self.to_dict(), sort_keys=True, indent=2, ensure_ascii=False)
 
 
-def release_paths(release_dir: str | Path) -> dict[str, Path]:
-    """Release path -> file, for every file under `release_dir` but the manifest, sorted by path.
-
-    Hidden files and folders are skipped, as the publish step skips them (tooling leftovers).
-    """
-    release_dir = Path(release_dir)
-    out: dict[str, Path] = {}
-    for path in sorted(p for p in release_dir.rglob("*") if p.is_file()):
-        rel = path.relative_to(release_dir)
-        if any(part.startswith(".") for part in rel.parts) or rel.as_posix() == MANIFEST_NAME:
-            continue
-        out[rel.as_posix()] = path
-    return out
-
-
 def compute_file_hashes(release_dir: str | Path) -> dict[str, dict[str, Any]]:
     """Release path -> {bytes, sha256} for every release file but `build.json`."""
-    return {rel: {"bytes": path.stat().st_size, "sha256": sha256_file(path)} for rel, path in release_paths(release_dir).items()}
+    return {f.path: {"bytes": f.bytes, "sha256": f.sha256} for _, f in list_release_files(release_dir, include_manifest=False)}
 
 
 def content_hash(files: Mapping[str, Mapping[str, Any]], licence: str) -> str:
@@ -335,7 +318,7 @@ def write_manifest(manifest: BuildManifest, release_dir: str | Path) -> Path:
     """Write `build.json` atomically; refuses if the folder's files changed since the manifest was built."""
     release_dir = Path(release_dir)
     # Sizes and paths only: a cheap check that catches the usual mistake (writing the card after the manifest).
-    now = {rel: path.stat().st_size for rel, path in release_paths(release_dir).items()}
+    now = {f.path: f.bytes for _, f in list_release_files(release_dir, include_manifest=False)}
     recorded = {path: entry["bytes"] for path, entry in manifest.files.items()}
     if now != recorded:
         changed = sorted(set(now.items()) ^ set(recorded.items()))
@@ -343,9 +326,5 @@ def write_manifest(manifest: BuildManifest, release_dir: str | Path) -> Path:
             f"release folder {release_dir} changed since the manifest was built "
             f"(first differences: {[p for p, _ in changed[:5]]}); build the manifest again"
         )
-    target = release_dir / MANIFEST_NAME
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(manifest.to_json() + "\n", encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    return atomic_write_text(release_dir / MANIFEST_NAME, manifest.to_json() + "\n")
 

@@ -26,7 +26,6 @@ from huggingface_hub import (
 )
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-from medset_dagster.common.hashing import sha256_file
 from medset_dagster.common.hub_client import (
     http_status,
     hub_call,
@@ -35,6 +34,7 @@ from medset_dagster.common.hub_client import (
     short_reason,
 )
 from medset_dagster.common.retry import RetryPolicy
+from medset_dagster.release.files import MANIFEST_NAME, ReleaseFile, list_release_files
 
 _LOG = logging.getLogger(__name__)
 REPO_TYPE = "dataset"
@@ -56,13 +56,6 @@ class HubPublishError(RuntimeError):
         self.transient = transient
 
 
-@dataclass(frozen=True)
-class ReleaseFile:
-    path: str  # path in the repo, POSIX separators
-    size: int
-    sha256: str
-
-
 @dataclass
 class PublishOutcome:
     status: Status
@@ -80,19 +73,34 @@ class PublishOutcome:
         return asdict(self)
 
 
-def release_files(release_dir: Path) -> list[tuple[Path, ReleaseFile]]:
-    """Every file of the release with its repo path, size and sha256, sorted by path.
+def verify_release(release_dir: Path, manifest_name: str = MANIFEST_NAME) -> str:
+    """Check every file of `release_dir` against its manifest; return the manifest's content hash.
 
-    Hidden files and folders (".cache/", ".DS_Store"...) are tooling leftovers, not release content.
+    Raises `ReleaseFolderError` naming each file that is missing, extra, or whose size or sha256
+    differs from what `build.json` records: a folder half-written by a crashed build, or edited
+    by hand, is never uploaded.
     """
-    release_dir = Path(release_dir)
-    out = []
-    for path in sorted(p for p in release_dir.rglob("*") if p.is_file()):
-        rel = path.relative_to(release_dir)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        out.append((path, ReleaseFile(rel.as_posix(), path.stat().st_size, sha256_file(path))))
-    return out
+    manifest_path = release_dir / manifest_name
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        recorded = {path: (entry["bytes"], entry["sha256"]) for path, entry in manifest["files"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ReleaseFolderError(f"cannot read the manifest {manifest_path}: {exc}") from exc
+    actual = {f.path: (f.bytes, f.sha256) for _, f in list_release_files(release_dir, include_manifest=False)}
+    problems = [f"{path}: missing" for path in sorted(set(recorded) - set(actual))]
+    problems += [f"{path}: not in {manifest_name}" for path in sorted(set(actual) - set(recorded))]
+    problems += [
+        f"{path}: {'size' if actual[path][0] != recorded[path][0] else 'sha256'} differs from {manifest_name}"
+        for path in sorted(set(actual) & set(recorded))
+        if actual[path] != recorded[path]
+    ]
+    if problems:
+        raise ReleaseFolderError(
+            f"release folder {release_dir} does not match its {manifest_name}; nothing was published: "
+            + "; ".join(problems)
+            + ". Rebuild the release (materialize release_files and dataset_card) and publish again."
+        )
+    return read_content_hash(manifest_path)
 
 
 def read_content_hash(manifest: Path) -> str:
@@ -113,7 +121,7 @@ def publish_release(
     endpoint: str | None = None,
     private: bool = True,
     version_tag: str,
-    manifest_name: str = "build.json",
+    manifest_name: str = MANIFEST_NAME,
     log: Callable[[str], None] = _LOG.info,
     prune_prefixes: tuple[str, ...] = ("data/",),
     retry: RetryPolicy = RetryPolicy(),
@@ -126,17 +134,17 @@ def publish_release(
     release_dir = Path(release_dir)
     if not release_dir.is_dir():
         raise ReleaseFolderError(f"release folder {release_dir} does not exist")
-    entries = release_files(release_dir)
-    files = [entry for _, entry in entries]
-    if manifest_name not in {f.path for f in files}:
+    if not (release_dir / manifest_name).is_file():
         raise ReleaseFolderError(f"release folder {release_dir} has no {manifest_name}")
-    content_hash = read_content_hash(release_dir / manifest_name)
+    content_hash = verify_release(release_dir, manifest_name)
+    entries = list_release_files(release_dir)
+    files = [entry for _, entry in entries]
 
     if repo_id is None:
-        total = sum(f.size for f in files)
+        total = sum(f.bytes for f in files)
         log(f"Dry run: {len(files)} files ({total:,} bytes) would be published and tagged {version_tag}:")
         for f in files:
-            log(f"  {f.path}  {f.size:,} bytes  sha256 {f.sha256}")
+            log(f"  {f.path}  {f.bytes:,} bytes  sha256 {f.sha256}")
         return PublishOutcome("dry_run", None, None, None, None, files, content_hash,
                               notes=[f"dry run: nothing sent; the tag would be {version_tag}"])
 

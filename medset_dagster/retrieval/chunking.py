@@ -40,12 +40,18 @@ Span = tuple[int, int]  # half-open [start, end) character offsets
 
 @dataclass(frozen=True)
 class ChunkStats:
+    """Chunk count, short chunks dropped, length distribution in characters, and lossy extraction:
+    `replacement_characters` (U+FFFD in the kept chunks, overlaps counted in each chunk) and
+    `chunks_with_replacement_characters`."""
+
     chunks: int
     dropped_short: int
     length_min: int
     length_p50: int
     length_p95: int
     length_max: int
+    replacement_characters: int = 0
+    chunks_with_replacement_characters: int = 0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -170,11 +176,13 @@ def chunk_document(
 
 
 def chunk_stats(frame: pl.DataFrame, dropped_short: int = 0) -> ChunkStats:
-    """Count and length distribution (min, median, 95th percentile, max; nearest-rank) of chunks."""
+    """Count and length distribution (min, median, 95th percentile, max; nearest-rank) of chunks
+    (CHUNK_SCHEMA frame), and their U+FFFD counts."""
     if frame.is_empty():
         return ChunkStats(0, dropped_short, 0, 0, 0, 0)
     lengths = frame["text"].str.len_chars()
     quantile = lambda q: int(lengths.quantile(q, interpolation="nearest"))  # noqa: E731
+    replacements = frame["text"].str.count_matches("\ufffd", literal=True)
     return ChunkStats(
         chunks=frame.height,
         dropped_short=dropped_short,
@@ -182,4 +190,6 @@ def chunk_stats(frame: pl.DataFrame, dropped_short: int = 0) -> ChunkStats:
         length_p50=quantile(0.5),
         length_p95=quantile(0.95),
         length_max=int(lengths.max()),
+        replacement_characters=int(replacements.sum()),
+        chunks_with_replacement_characters=int((replacements > 0).sum()),
     )

@@ -1,13 +1,23 @@
 """The PDF corpus behind the RAG branch: which documents, where they come from, and how they are pinned.
 
-Integrity is by SHA-256. A spec with a literal `sha256` is always checked against it. The real books'
-hashes could not be read when this registry was written (no network), so their specs have `sha256=None`
-and use **trust on first use**: the first verified fetch records the file's hash in `pins.json` in the
-download folder, and every later fetch enforces that pin. A file whose bytes differ from its pin is never
-accepted silently: a re-download is attempted (URL documents) and must match the pin, otherwise
-`DocumentChecksumError` is raised. A file found already in place with no pin (e.g. copied from the
-published build) is trusted on first use the same way. To accept a deliberately changed file, delete
-its entry from `pins.json` (or put the new hash in the spec) and run again.
+Integrity is by SHA-256, and no file is accepted or pinned before it has been checked to be the PDF it
+should be (`check_pdf_file`): a `%PDF-` header, readable by pypdf to its end (`%%EOF`), at least one
+page, and exactly `DocumentSpec.pages` pages where the registry knows the count. An HTML login page, an
+empty file or a cut-off download is refused with `DocumentContentError`, whether it was downloaded or
+found in place, and nothing is pinned.
+
+A spec with a literal `sha256` is always checked against it. The real books' hashes could not be read
+when this registry was written (no network), so their specs have `sha256=None` and use **trust on
+first use**: the first fetch that passes the PDF check records the file's hash in `pins.json` in the
+download folder, and every later fetch enforces that pin. A file whose bytes differ from its pin is
+never accepted silently: a re-download is attempted (URL documents) and must match the pin, otherwise
+`DocumentChecksumError` says which file, both hashes, where the pin is recorded and how to re-pin. To
+accept a deliberately changed file, delete its entry from `pins.json` (or put the new hash in the spec)
+and run again. A pin recorded before the PDF check existed may hold the hash of a web page: such a file
+still matches its pin but fails the check, and the error says to delete the pin entry and the file.
+
+Progress notes (first-use pins, re-downloads, retries) go to the `log` callable given to
+`fetch_document`/`fetch_corpus` (e.g. a Dagster `context.log.warning`), or to this module's logger.
 """
 
 from __future__ import annotations
@@ -18,28 +28,46 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from pypdf import PdfReader
 
 from medset_dagster.common.files import atomic_write_text
 from medset_dagster.common.hashing import sha256_file, stable_json
 from medset_dagster.common.retry import RetryPolicy, call_with_retries
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
+
+# Receives one human-readable note at a time (e.g. Dagster's `context.log.warning`).
+Log = Callable[[str], None]
 
 PINS_FILENAME = "pins.json"
 SAMPLE_PDF_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "pdfs"
+# Where literal hashes live, as named in error messages.
+REGISTRY_FILE = "medset_dagster/retrieval/documents.py"
 USER_AGENT = "medset_dagster (dataset rebuild; pinned PDF download)"
 # Transient HTTP statuses worth retrying; any other non-2xx status fails at once.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Whole-download deadline, seconds, across all attempts and the waits between them. The books in the
+# registry are a few megabytes: a working link needs well under a minute; a server still sending after
+# ten minutes is stalled or trickling.
+DEFAULT_DEADLINE_SECONDS = 600.0
+# A PDF's `%PDF-` header and its final `%%EOF` marker must lie within this many bytes of the start and
+# the end of the file (the tolerance PDF readers apply to leading and trailing junk).
+PDF_MARKER_WINDOW = 1024
 
 
 @dataclass(frozen=True)
 class DocumentSpec:
-    """One PDF of the corpus. `url` None: the file is placed by hand (or generated) and only verified."""
+    """One PDF of the corpus. `url` None: the file is placed by hand (or generated) and only verified.
+
+    `sha256` is the publisher's file hash when known (hex), else None (pinned on first use). `pages`
+    is the page count when known; a file with any other count is refused.
+    """
 
     doc_id: str
     title: str
@@ -49,6 +77,7 @@ class DocumentSpec:
     licence: str
     optional: bool = False
     note: str = ""
+    pages: int | None = None
 
 
 FULL_DOCUMENTS: tuple[DocumentSpec, ...] = (
@@ -59,7 +88,13 @@ FULL_DOCUMENTS: tuple[DocumentSpec, ...] = (
         url="https://iris.who.int/bitstream/handle/10665/275635/9789241513081-eng.pdf",
         sha256=None,
         licence="CC BY-NC-SA 3.0 IGO",
-        note="240 pages. Hash pinned on first use (see module docstring).",
+        pages=240,
+        note=(
+            "240 pages. The publisher's SHA-256 is not known here: the file could not be downloaded "
+            "when this registry was written (no network), so sha256 stays None and the hash is pinned "
+            "on first use, after the PDF and page-count check (see module docstring). Once a verified "
+            "copy exists, put its hash here."
+        ),
     ),
     DocumentSpec(
         doc_id="ifrc_first_aid_guidelines",
@@ -75,7 +110,8 @@ FULL_DOCUMENTS: tuple[DocumentSpec, ...] = (
             "The card's second file. Its origin was not recorded; sources.md says it was most likely the "
             "ICRC edition of Basic Emergency Care, i.e. the same book as who_basic_emergency_care_2018. "
             "No download URL is known: place the published build's file in the download folder under "
-            "this name; its hash is pinned on first use."
+            "this name. Its SHA-256 and page count are unknown (the file was never available here), so "
+            "it must pass the PDF check and its hash is pinned on first use."
         ),
     ),
     DocumentSpec(
@@ -86,7 +122,12 @@ FULL_DOCUMENTS: tuple[DocumentSpec, ...] = (
         sha256=None,
         licence="IFRC: non-commercial copying permitted with acknowledgement of the source",
         optional=True,
-        note="476 pages. Not used by the published build (it came later); optional extension.",
+        pages=476,
+        note=(
+            "476 pages. Not used by the published build (it came later); optional extension. The "
+            "publisher's SHA-256 is not known here (no network when this registry was written), so it "
+            "is pinned on first use after the PDF and page-count check."
+        ),
     ),
 )
 
@@ -98,6 +139,7 @@ SAMPLE_DOCUMENTS: tuple[DocumentSpec, ...] = (
         url=None,
         sha256="562a423871653dd8a656318462b829f173fa39acda15c7451ad65f5c45ce4005",
         licence="CC0-1.0",
+        pages=8,
         note="Original text written for this project; generated by medset_dagster_tests/fixtures/sample_pdfs.py.",
     ),
     DocumentSpec(
@@ -107,25 +149,152 @@ SAMPLE_DOCUMENTS: tuple[DocumentSpec, ...] = (
         url=None,
         sha256="e5cd347174c30094a2bb8472bbaa7ee8ff306034e573fc688370e33dadc3c867",
         licence="CC0-1.0",
+        pages=7,
         note="Original text written for this project; generated by medset_dagster_tests/fixtures/sample_pdfs.py.",
     ),
 )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Errors. Each message names the document, the file, what was found and what to do. The custom
+# signatures are made picklable by `__reduce__` (Dagster may run steps in other processes).
 
 
 class DocumentError(Exception):
     """Base class: a corpus document could not be obtained or trusted."""
 
 
-class DocumentChecksumError(DocumentError):
-    def __init__(self, spec: DocumentSpec, expected: str, actual: str, origin: str) -> None:
-        super().__init__(
-            f"checksum mismatch for document {spec.doc_id!r} ({spec.filename}) from {origin}: "
-            f"expected sha256 {expected}, got {actual}"
-        )
-        self.spec, self.expected, self.actual, self.origin = spec, expected, actual, origin
+def _registry_entry(spec: DocumentSpec) -> str:
+    return f"the document registry (sha256 of {spec.doc_id!r} in {REGISTRY_FILE})"
 
-    def __reduce__(self):  # picklable across process boundaries despite the custom signature
-        return type(self), (self.spec, self.expected, self.actual, self.origin)
+
+def _where_pinned(spec: DocumentSpec, pins_file: Path) -> str:
+    """Where the expected hash of `spec` is recorded, in words."""
+    if spec.sha256:
+        return f"{_registry_entry(spec)}; {pins_file} is not used for this document"
+    return f"{pins_file} (pinned on first use)"
+
+
+class DocumentContentError(DocumentError):
+    """The file is not a readable PDF with the expected pages (an HTML page, empty, truncated, ...).
+
+    Raised before anything is pinned, moved into place or accepted. `found` says what the file is
+    instead; `downloaded` tells a refused download (discarded, `path` left as it was) from a file found
+    in place at `path`; `pinned_sha256` is set when the file's hash equals the recorded pin or registry
+    hash, i.e. the pin itself was taken from this bad file; `pdf_pages` is the page count when the file
+    is a readable PDF with the wrong number of pages; `served_from` is the URL after redirects.
+    """
+
+    def __init__(
+        self,
+        spec: DocumentSpec,
+        path: Path,
+        found: str,
+        downloaded: bool,
+        pins_file: Path,
+        pinned_sha256: str | None = None,
+        served_from: str | None = None,
+        pdf_pages: int | None = None,
+    ) -> None:
+        self.spec, self.path, self.found, self.downloaded = spec, path, found, downloaded
+        self.pins_file, self.pinned_sha256, self.served_from = pins_file, pinned_sha256, served_from
+        self.pdf_pages = pdf_pages
+        source = f"the download from {spec.url}" if downloaded else f"the file {path}"
+        if downloaded and served_from and served_from != spec.url:
+            source += f" (redirected to {served_from})"
+        parts = [f"document {spec.doc_id!r} ({spec.title}): {source} is not the PDF the registry expects: "
+                 f"it is {found}."]
+        if downloaded:
+            parts.append(f"It was discarded, not saved to {path}, and nothing was pinned.")
+        else:
+            parts.append("It was not accepted and nothing was pinned.")
+        steps: list[str] = []
+        if pinned_sha256 is not None and spec.sha256:
+            parts.append(f"Its sha256 {pinned_sha256} is the one set in {_registry_entry(spec)}, so that "
+                         f"entry is wrong.")
+            steps.append(f"correct sha256 of {spec.doc_id!r} in {REGISTRY_FILE} to the real book's hash (or "
+                         f"set it to None to pin on first use)")
+        elif pinned_sha256 is not None:
+            parts.append(f"Its sha256 {pinned_sha256} is the one pinned for {spec.doc_id!r} in {pins_file}: "
+                         f"that pin was taken from this bad file (pins recorded before files were checked "
+                         f"to be PDFs).")
+            steps.append(f"delete the entry for {spec.doc_id!r} from {pins_file}")
+        steps.append(self._file_step())
+        parts.append("What to do: " + "; ".join(steps) + "; then run again.")
+        super().__init__(" ".join(parts))
+
+    def _file_step(self) -> str:
+        """What to do about the file itself."""
+        spec, path = self.spec, self.path
+        if self.pdf_pages is not None:
+            where = f"{spec.url} now serves" if self.downloaded else f"{path} is"
+            return (f"if {where} another edition you mean to use, set pages of {spec.doc_id!r} in "
+                    f"{REGISTRY_FILE} to {self.pdf_pages}; otherwise place the real book ({spec.title}) at "
+                    f"{path}" + ("" if self.downloaded else " in its place"))
+        if spec.url is None:
+            return (f"replace {path} with the real book ({spec.title}); no download URL is known for it, "
+                    f"so it must be placed by hand")
+        if self.downloaded:
+            return (f"open {spec.url} in a browser: if it shows a web page (login, error, cookie notice) "
+                    f"rather than the book, the publisher has moved or restricted it, so set the url of "
+                    f"{spec.doc_id!r} in {REGISTRY_FILE} to its new address, or download the book by hand "
+                    f"and place it at {path} (it is checked and pinned on the next run)")
+        return (f"delete {path} so that it is downloaded again from {spec.url}, or place the real book "
+                f"({spec.title}) there")
+
+    def __reduce__(self):
+        return type(self), (self.spec, self.path, self.found, self.downloaded, self.pins_file,
+                            self.pinned_sha256, self.served_from, self.pdf_pages)
+
+
+class DocumentChecksumError(DocumentError):
+    """The file's SHA-256 differs from the expected one (the registry's literal, else the pin).
+
+    `origin` is the URL the bytes were downloaded from (the download was discarded and `path` left as
+    it was), or None for the file found at `path`. `found` describes the file when it is not even a
+    readable PDF.
+    """
+
+    def __init__(
+        self,
+        spec: DocumentSpec,
+        expected: str,
+        actual: str,
+        origin: str | None,
+        path: Path,
+        pins_file: Path,
+        found: str | None = None,
+    ) -> None:
+        self.spec, self.expected, self.actual, self.origin = spec, expected, actual, origin
+        self.path, self.pins_file, self.found = path, pins_file, found
+        what = f"the download from {origin}" if origin else f"the file {path}"
+        message = (
+            f"checksum mismatch for document {spec.doc_id!r} ({spec.filename}): {what} has sha256 "
+            f"{actual}, but sha256 {expected} is expected, as recorded in {_where_pinned(spec, pins_file)}."
+        )
+        if found is not None:
+            message += f" It is not even a readable PDF: found {found}."
+        message += f" It was discarded; {path} was left as it was." if origin else " The file was not accepted."
+        if spec.sha256:
+            repin = (f"set sha256 of {spec.doc_id!r} in {REGISTRY_FILE} to {actual} (or to None, to pin on "
+                     f"first use in {pins_file})")
+        else:
+            repin = (f"delete the entry for {spec.doc_id!r} from {pins_file} (or set sha256 of "
+                     f"{spec.doc_id!r} in {REGISTRY_FILE} to {actual})")
+        if origin:
+            otherwise = f"the server sends a damaged or substituted file: check {origin} in a browser, or "
+            otherwise += f"place the real book at {path} by hand."
+        elif spec.url:
+            otherwise = f"the file was damaged or substituted: delete {path} and run again to download it afresh."
+        else:
+            otherwise = f"the file was damaged or substituted: replace {path} with the real book ({spec.title})."
+        message += (f" What to do: if the publisher deliberately changed the file and you trust the new one, "
+                    f"re-pin it: {repin}, then run again. Otherwise {otherwise}")
+        super().__init__(message)
+
+    def __reduce__(self):
+        return type(self), (self.spec, self.expected, self.actual, self.origin, self.path, self.pins_file,
+                            self.found)
 
 
 class DocumentUnavailableError(DocumentError):
@@ -133,7 +302,154 @@ class DocumentUnavailableError(DocumentError):
 
 
 class DocumentDownloadError(DocumentError):
-    """The download failed for good: a permanent HTTP error, or retries exhausted."""
+    """The download failed for good: retries exhausted, or a subclass below. Nothing was saved."""
+
+
+class DocumentHttpError(DocumentDownloadError):
+    """The server answered a permanent HTTP error (any non-2xx status other than `RETRY_STATUSES`)."""
+
+    def __init__(self, spec: DocumentSpec, url: str, status: int, reason: str, path: Path) -> None:
+        self.spec, self.url, self.status, self.reason, self.path = spec, url, status, reason, path
+        if status in (401, 403):
+            cause = "the server refuses access to it"
+        elif status in (404, 410):
+            cause = "the server has no file at that address (moved or removed)"
+        else:
+            cause = "the server refused the request"
+        super().__init__(
+            f"document {spec.doc_id!r} ({spec.title}): downloading {url} failed with HTTP {status}"
+            f"{' ' + reason if reason else ''}: {cause}. Nothing was saved to {path}. What to do: open "
+            f"{url} in a browser; if the book has moved, set the url of {spec.doc_id!r} in {REGISTRY_FILE} "
+            f"to its new address, or download the book by hand and place it at {path} (it is checked and "
+            f"pinned on the next run)."
+        )
+
+    def __reduce__(self):
+        return type(self), (self.spec, self.url, self.status, self.reason, self.path)
+
+
+class DocumentDeadlineError(DocumentDownloadError):
+    """The whole download (all attempts and the waits between them) outlasted its deadline."""
+
+    def __init__(
+        self, spec: DocumentSpec, url: str, deadline_seconds: float, received: int | None, path: Path
+    ) -> None:
+        """`received`: bytes of the attempt that was stopped; None when the deadline passed while waiting
+        to retry after earlier failures."""
+        self.spec, self.url, self.deadline_seconds, self.received, self.path = (
+            spec, url, deadline_seconds, received, path)
+        progress = (f"{received} bytes had arrived when it was stopped" if received is not None
+                    else "it ran out while waiting to retry after earlier failures")
+        super().__init__(
+            f"document {spec.doc_id!r} ({spec.title}): downloading {url} did not finish within the "
+            f"{deadline_seconds:g} s deadline ({progress}). Nothing was "
+            f"saved to {path}. What to do: the server is stalled or sending very slowly; run again later, "
+            f"raise deadline_seconds, or download the book by hand and place it at {path}."
+        )
+
+    def __reduce__(self):
+        return type(self), (self.spec, self.url, self.deadline_seconds, self.received, self.path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Is it the PDF?
+
+
+@dataclass(frozen=True)
+class PdfCheck:
+    """`pages`: the page count pypdf read (None if it could not); `problem`: what is wrong, in words
+    ("an HTML page (starts with '<!DOCTYPE html>')", "0 bytes", ...), or None for a good PDF."""
+
+    pages: int | None
+    problem: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def check_pdf_file(path: str | Path, expected_pages: int | None = None) -> PdfCheck:
+    """Check that `path` is a readable PDF with at least one page (and `expected_pages` if given).
+
+    Checks, in order: not empty; a `%PDF-` header in the first `PDF_MARKER_WINDOW` bytes (else the
+    content is named: HTML page, other text, binary); pypdf opens it and counts its pages (an
+    encrypted file must open with the empty password, as text extraction requires); the `%%EOF` marker
+    in the last `PDF_MARKER_WINDOW` bytes (else it is truncated, even if pypdf rebuilt part of it);
+    pages >= 1 and == `expected_pages`. Never raises for bad content; OSError if the file cannot be read.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        return PdfCheck(None, "0 bytes (an empty file)")
+    with open(path, "rb") as handle:
+        head = handle.read(PDF_MARKER_WINDOW)
+        handle.seek(max(0, size - PDF_MARKER_WINDOW))
+        tail = handle.read()
+    if b"%PDF-" not in head:
+        return PdfCheck(None, _describe_non_pdf(head, size))
+    pages, unreadable = _count_pages(path)
+    if b"%%EOF" not in tail:
+        if unreadable:
+            return PdfCheck(None, f"truncated: pypdf could not read its cross-reference table (the file is "
+                                  f"{size} bytes and ends without the '%%EOF' marker; {unreadable})")
+        return PdfCheck(pages, f"truncated: the file is {size} bytes and ends without the '%%EOF' marker "
+                               f"(pypdf could rebuild only {pages} pages from what is there)")
+    if unreadable:
+        return PdfCheck(None, f"a PDF that pypdf cannot read ({unreadable}); {size} bytes")
+    assert pages is not None
+    if pages < 1:
+        return PdfCheck(pages, f"a PDF with no pages ({size} bytes)")
+    if expected_pages is not None and pages != expected_pages:
+        return PdfCheck(pages, f"a PDF with {pages} pages, but the registry says the book has "
+                               f"{expected_pages} (a different edition, or an incomplete file)")
+    return PdfCheck(pages, None)
+
+
+def _count_pages(path: Path) -> tuple[int | None, str | None]:
+    """(page count, None), or (None, why pypdf could not read it)."""
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted and not reader.decrypt(""):
+            return None, "encrypted: it needs a password"
+        return len(reader.pages), None
+    except Exception as exc:  # noqa: BLE001 - pypdf reports damage through many exception types
+        return None, f"pypdf: {type(exc).__name__}: {exc}"
+
+
+def _describe_non_pdf(head: bytes, size: int) -> str:
+    """What a file without a `%PDF-` header looks like, from its first bytes."""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    first_line = text.split(b"\n", 1)[0].strip()[:40]
+    try:
+        shown = repr(first_line.decode("utf-8"))
+    except UnicodeDecodeError:
+        shown = repr(first_line)
+    lowered = text.lower()
+    if lowered.startswith((b"<!doctype html", b"<html", b"<head")) or b"<html" in lowered:
+        return f"an HTML page (starts with {shown}), not a PDF; {size} bytes"
+    if lowered.startswith((b"<?xml", b"<")):
+        return f"an XML or markup document (starts with {shown}), not a PDF; {size} bytes"
+    return f"a file without a '%PDF-' header in its first {PDF_MARKER_WINDOW} bytes (starts with {shown}); {size} bytes"
+
+
+def _require_pdf(
+    spec: DocumentSpec,
+    file: Path,
+    target: Path,
+    *,
+    downloaded: bool,
+    pinned_sha256: str | None,
+    served_from: str | None = None,
+) -> int:
+    """The page count of `file` (the download's temporary file, or `target` itself), else raise
+    `DocumentContentError` naming `target`."""
+    check = check_pdf_file(file, spec.pages)
+    if check.problem is not None:
+        wrong_count = check.pages if check.pages and spec.pages and check.pages != spec.pages else None
+        raise DocumentContentError(spec, target, check.problem, downloaded, target.parent / PINS_FILENAME,
+                                   pinned_sha256, served_from, wrong_count)
+    assert check.pages is not None
+    return check.pages
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -161,16 +477,21 @@ def _pins_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _record_pin(folder: Path, spec: DocumentSpec, sha256: str, size: int) -> None:
-    """Pin a first-seen hash. Refuses to overwrite a different existing pin."""
+def _record_pin(
+    folder: Path, spec: DocumentSpec, sha256: str, size: int, pages: int, origin: str | None, report: _Report
+) -> None:
+    """Pin a first-seen hash (`size` in bytes). Refuses to overwrite a different existing pin."""
+    pins_file = folder / PINS_FILENAME
     with _pins_lock(folder):
         pins = read_pins(folder)
         existing = pins.get(spec.doc_id, {}).get("sha256")
         if existing not in (None, sha256):
-            raise DocumentChecksumError(spec, str(existing), sha256, "pin update")
-        pins[spec.doc_id] = {"filename": spec.filename, "sha256": sha256, "bytes": size, "url": spec.url}
-        atomic_write_text(folder / PINS_FILENAME, stable_json(pins) + "\n")
-    log.info("pinned %s (%s) sha256=%s on first use", spec.doc_id, spec.filename, sha256)
+            raise DocumentChecksumError(spec, str(existing), sha256, origin, folder / spec.filename, pins_file)
+        pins[spec.doc_id] = {"filename": spec.filename, "sha256": sha256, "bytes": size, "pages": pages,
+                             "url": spec.url}
+        atomic_write_text(pins_file, stable_json(pins) + "\n")
+    report(logging.INFO, f"document {spec.doc_id!r}: pinned sha256 {sha256} of {folder / spec.filename} "
+                         f"({size} bytes, {pages} pages) on first use in {pins_file}")
 
 
 def expected_sha256(spec: DocumentSpec, folder: Path) -> str | None:
@@ -182,6 +503,24 @@ def expected_sha256(spec: DocumentSpec, folder: Path) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Notes for the caller
+
+_Report = Callable[[int, str], None]
+
+
+def _reporter(log: Log | None) -> _Report:
+    """`report(level, message)`: to `log` when given (every level), else to the module logger."""
+
+    def report(level: int, message: str) -> None:
+        if log is None:
+            logger.log(level, message)
+        else:
+            log(message)
+
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------
 # Fetch
 
 
@@ -190,33 +529,55 @@ def fetch_document(
     folder: str | Path,
     *,
     session_timeout: float = 60.0,
+    deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
     max_attempts: int = 4,
     backoff_seconds: float = 1.0,
     client: httpx.Client | None = None,
+    log: Log | None = None,
 ) -> Path:
-    """Make `folder/spec.filename` present and verified; returns its path.
+    """Make `folder/spec.filename` present, a readable PDF and verified; returns its path.
 
-    A file already present with the expected hash is returned without any request. Otherwise it is
-    downloaded (bounded retries, exponential backoff `backoff_seconds * 2**n` on timeouts, connection
-    errors, 429 and 5xx) into a temporary file in the same folder, verified, and only then moved into
-    place with `os.replace`, so an interrupted download never leaves a partial file under the final
-    name. With no expected hash (first use) the verified hash is written to `pins.json`.
+    A file already present with the expected hash (and passing `check_pdf_file`) is returned without
+    any request. Otherwise it is downloaded into a temporary file in the same folder (bounded retries,
+    exponential backoff `backoff_seconds * 2**n` seconds on timeouts, connection errors, 429 and 5xx),
+    checked, and only then moved into place with `os.replace`, so a refused or interrupted download
+    never leaves a file under the final name. With no expected hash (first use) the checked file's hash
+    is written to `pins.json` first.
+
+    Times are seconds: `session_timeout` bounds connecting and each wait for data; `deadline_seconds`
+    (default `DEFAULT_DEADLINE_SECONDS`, 600) bounds the whole download, all attempts and backoff
+    waits included. The deadline is checked as data arrives, so the fetch gives up at most one
+    `session_timeout` after it (a read already waiting is not interrupted).
+
+    `log` receives each note as one string: the first-use pin, a re-download after a mismatch, each
+    retry. None (default) sends them to this module's logger.
+
+    Raises `DocumentContentError` (not a readable PDF with the expected pages: nothing pinned),
+    `DocumentChecksumError` (hash differs from the registry or pin), `DocumentUnavailableError` (no URL
+    and no file), `DocumentHttpError` (permanent HTTP status), `DocumentDeadlineError` (deadline
+    passed), `DocumentDownloadError` (retries exhausted); all are `DocumentError`s.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / spec.filename
+    pins_file = folder / PINS_FILENAME
+    report = _reporter(log)
     expected = expected_sha256(spec, folder)
 
     if target.exists():
         actual = sha256_file(target)
-        if expected is None:
-            _record_pin(folder, spec, actual, target.stat().st_size)
-            return target
-        if actual == expected:
+        if expected is None or actual == expected:
+            pages = _require_pdf(spec, target, target, downloaded=False,
+                                 pinned_sha256=actual if actual == expected else None)
+            if expected is None:
+                _record_pin(folder, spec, actual, target.stat().st_size, pages, None, report)
             return target
         if spec.url is None:
-            raise DocumentChecksumError(spec, expected, actual, str(target))
-        log.warning("%s: local file does not match its hash; downloading again", target)
+            raise DocumentChecksumError(spec, expected, actual, None, target, pins_file,
+                                        check_pdf_file(target).problem)
+        report(logging.WARNING,
+               f"document {spec.doc_id!r}: {target} has sha256 {actual}, not the expected {expected} "
+               f"recorded in {_where_pinned(spec, pins_file)}; downloading it again from {spec.url}")
     elif spec.url is None:
         raise DocumentUnavailableError(
             f"document {spec.doc_id!r} ({spec.filename}) has no download URL and is not present in "
@@ -228,78 +589,137 @@ def fetch_document(
     http = client or httpx.Client(
         timeout=session_timeout, follow_redirects=True, headers={"User-Agent": USER_AGENT}
     )
+    deadline = time.monotonic() + deadline_seconds
     try:
-        tmp, actual, size = _download_with_retries(http, spec, folder, max_attempts, backoff_seconds)
+        download = _download_with_retries(
+            http, spec, target, session_timeout, deadline, deadline_seconds, max_attempts, backoff_seconds, report
+        )
     finally:
         if own_client:
             http.close()
-    if expected is not None and actual != expected:
-        tmp.unlink(missing_ok=True)
-        raise DocumentChecksumError(spec, expected, actual, spec.url)
-    os.replace(tmp, target)
-    if expected is None:
-        _record_pin(folder, spec, actual, size)
+    try:
+        if expected is not None and download.sha256 != expected:
+            raise DocumentChecksumError(spec, expected, download.sha256, spec.url, target, pins_file,
+                                        check_pdf_file(download.tmp).problem)
+        pages = _require_pdf(spec, download.tmp, target, downloaded=True,
+                             pinned_sha256=expected, served_from=download.final_url)
+        if expected is None:
+            _record_pin(folder, spec, download.sha256, download.size, pages, spec.url, report)
+        os.replace(download.tmp, target)
+    finally:
+        download.tmp.unlink(missing_ok=True)  # no-op once moved into place
     return target
 
 
-def _download_with_retries(
-    http: httpx.Client, spec: DocumentSpec, folder: Path, max_attempts: int, backoff_seconds: float
-) -> tuple[Path, str, int]:
-    assert spec.url is not None
-    url = spec.url
-
-    def on_retry(attempt: int, error: BaseException, wait_s: float) -> None:
-        log.warning("%s: attempt %d/%d failed (%s); retrying in %.2fs", spec.doc_id, attempt, max_attempts, error, wait_s)
-
-    policy = RetryPolicy(attempts=max_attempts, initial_s=backoff_seconds, maximum_s=60.0, jitter_s=0.0)
-    try:
-        return call_with_retries(
-            lambda: _download_once(http, url, folder, spec.filename),
-            policy,
-            lambda error: isinstance(error, _TransientError),
-            on_retry=on_retry,
-        )
-    except _TransientError as exc:
-        raise DocumentDownloadError(
-            f"document {spec.doc_id!r} ({spec.filename}): giving up after {max_attempts} attempts: {exc}"
-        ) from exc
+@dataclass(frozen=True)
+class _Download:
+    tmp: Path  # the temporary file in the target's folder
+    sha256: str
+    size: int  # bytes
+    final_url: str  # after redirects
 
 
 class _TransientError(Exception):
     pass
 
 
-def _download_once(http: httpx.Client, url: str, folder: Path, filename: str) -> tuple[Path, str, int]:
-    """Stream one attempt into a temp file; returns (temp path, sha256, size). Cleans up on failure."""
-    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{filename}.", suffix=".part")
+def _download_with_retries(
+    http: httpx.Client,
+    spec: DocumentSpec,
+    target: Path,
+    session_timeout: float,
+    deadline: float,
+    deadline_seconds: float,
+    max_attempts: int,
+    backoff_seconds: float,
+    report: _Report,
+) -> _Download:
+    assert spec.url is not None
+    url = spec.url
+
+    def on_retry(attempt: int, error: BaseException, wait_s: float) -> None:
+        report(logging.WARNING, f"document {spec.doc_id!r}: attempt {attempt}/{max_attempts} to download {url} "
+                                f"failed ({error}); retrying in {wait_s:.2f} s")
+
+    def sleep(seconds: float) -> None:  # never wait past the deadline; the next attempt then reports it
+        time.sleep(max(0.0, min(seconds, deadline - time.monotonic())))
+
+    def attempt() -> _Download:
+        return _download_once(http, spec, url, target, session_timeout, deadline, deadline_seconds)
+
+    policy = RetryPolicy(attempts=max_attempts, initial_s=backoff_seconds, maximum_s=60.0, jitter_s=0.0)
+    try:
+        return call_with_retries(
+            attempt, policy, lambda error: isinstance(error, _TransientError), on_retry=on_retry, sleep=sleep
+        )
+    except _TransientError as exc:
+        raise DocumentDownloadError(
+            f"document {spec.doc_id!r} ({spec.filename}): giving up after {max_attempts} attempts to download "
+            f"{url} (last failure: {exc}). Nothing was saved to {target}. What to do: the server or the "
+            f"network keeps failing; run again later, or download the book by hand and place it at {target}."
+        ) from exc
+
+
+def _download_once(
+    http: httpx.Client,
+    spec: DocumentSpec,
+    url: str,
+    target: Path,
+    session_timeout: float,
+    deadline: float,
+    deadline_seconds: float,
+) -> _Download:
+    """Stream one attempt into a temp file next to `target`. Cleans up on failure."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise DocumentDeadlineError(spec, url, deadline_seconds, None, target)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     tmp = Path(tmp_name)
     digest, size = hashlib.sha256(), 0
     try:
-        with os.fdopen(fd, "wb") as handle, http.stream("GET", url) as response:
+        with os.fdopen(fd, "wb") as handle, http.stream(
+            "GET", url, timeout=httpx.Timeout(min(session_timeout, remaining))
+        ) as response:
             if response.status_code in RETRY_STATUSES:
                 raise _TransientError(f"HTTP {response.status_code}")
             if response.status_code >= 400:
-                raise DocumentDownloadError(f"{url}: HTTP {response.status_code}")
-            for block in response.iter_bytes(1 << 20):
+                raise DocumentHttpError(spec, url, response.status_code, response.reason_phrase, target)
+            # Without a chunk size, blocks come as they arrive, so the deadline is checked even when
+            # a server trickles a few bytes at a time.
+            for block in response.iter_bytes():
                 handle.write(block)
                 digest.update(block)
                 size += len(block)
+                if time.monotonic() > deadline:
+                    raise DocumentDeadlineError(spec, url, deadline_seconds, size, target)
+            final_url = str(response.url)
     except (httpx.TimeoutException, httpx.TransportError) as exc:
         # TransportError covers refused connections and bodies cut short (RemoteProtocolError).
         tmp.unlink(missing_ok=True)
+        if time.monotonic() >= deadline:
+            raise DocumentDeadlineError(spec, url, deadline_seconds, size, target) from exc
         raise _TransientError(f"{type(exc).__name__}: {exc}") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return tmp, digest.hexdigest(), size
+    return _Download(tmp, digest.hexdigest(), size, final_url)
 
 
 def fetch_corpus(
-    specs: tuple[DocumentSpec, ...], folder: str | Path, *, include_optional: bool = False, **kwargs: object
+    specs: tuple[DocumentSpec, ...],
+    folder: str | Path,
+    *,
+    include_optional: bool = False,
+    log: Log | None = None,
+    **kwargs: object,
 ) -> dict[str, Path]:
-    """Fetch every required document (and optional ones if asked); doc_id -> verified path."""
+    """Fetch every required document (and optional ones if asked); doc_id -> verified path.
+
+    `log` and `kwargs` (`session_timeout`, `deadline_seconds`, ...) go to `fetch_document`; the first
+    `DocumentError` stops the fetch.
+    """
     return {
-        spec.doc_id: fetch_document(spec, folder, **kwargs)  # type: ignore[arg-type]
+        spec.doc_id: fetch_document(spec, folder, log=log, **kwargs)  # type: ignore[arg-type]
         for spec in specs
         if include_optional or not spec.optional
     }

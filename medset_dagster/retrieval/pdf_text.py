@@ -1,9 +1,10 @@
 """Page text out of a PDF, and the cleaning that turns pages into one document for chunking.
 
 The published build concatenated the raw page texts with no separator (`raw_document(pages, "")`).
-`clean_pages` is the card's intent: running headers and footers dropped, words hyphenated across line
-breaks joined, whitespace normalised, pages joined by a paragraph break. Both keep a map from character
-offsets back to page numbers, so every chunk can cite its pages.
+`clean_pages` is the card's intent: Unicode repaired (ligatures expanded, control characters removed,
+lost glyphs counted), running headers and footers dropped, words hyphenated across line breaks joined
+while typed compounds keep their hyphen, whitespace normalised, pages joined by a paragraph break. Both
+keep a map from character offsets back to page numbers, so every chunk can cite its pages.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, PdfReadError, PdfStreamError
+
+from medset_dagster.common.text import FORMAT_CHARACTERS, repair_unicode
 
 # Lines this close to the top or bottom of a page are candidates for running headers/footers.
 EDGE_LINES = 3
@@ -28,9 +32,31 @@ PARAGRAPH_BREAK = "\n\n"
 _DIGITS = re.compile(r"\d+")
 _SPACES = re.compile(r"[ \t\f\v\u00a0]+")
 _BLANK_RUN = re.compile(r"\n{3,}")
-# A letter, a hyphen (or soft hyphen) ending the line, a lower-case letter starting the next line:
-# "haemor-\nrhage". Upper case after the break usually means a real hyphen in a name, so it is kept.
-_HYPHEN_BREAK = re.compile(r"([A-Za-z])[-\u00ad]\n[ \t]*([a-z])")
+# Every hyphen a typesetter breaks a line with: ASCII hyphen-minus, soft hyphen, U+2010 HYPHEN,
+# U+2011 NON-BREAKING HYPHEN.
+HYPHENS = "-\u00ad\u2010\u2011"
+_LETTERS = r"[^\W\d_]+"
+# A word fragment, a hyphen ending the line, a word fragment starting the next line: "haemor-\nrhage".
+# Only a lower-case continuation is a candidate: "X-\nRay" or "Guillain-\nBarré" stay as they are.
+_HYPHEN_BREAK = re.compile(rf"({_LETTERS})([{HYPHENS}])\n[ \t]*({_LETTERS})")
+_COMPOUND = re.compile(rf"{_LETTERS}(?:[-\u2010\u2011]{_LETTERS})+")
+_WORDS = re.compile(_LETTERS)
+# Prefixes that English style guides hyphenate before any word (self-, ex-, all-, non- ...), and
+# those hyphenated before a vowel they would otherwise double or blur (anti-inflammatory,
+# pre-eclampsia, intra-abdominal, co-operate). Used only when the document itself shows neither form.
+HYPHENATED_PREFIXES = frozenset({"self", "ex", "all", "non", "half", "quasi", "cross", "well"})
+VOWEL_HYPHENATED_PREFIXES = frozenset(
+    {"anti", "semi", "multi", "pre", "re", "co", "de", "intra", "extra", "ultra", "infra", "supra", "micro", "macro", "neo", "pseudo"}
+)
+# NUL next to a letter stands for a glyph that had no Unicode value (a ligature, most often: pypdf#1351):
+# it becomes U+FFFD, counted as a lost glyph, instead of vanishing and leaving "o" for "off".
+_LOST_GLYPH_NUL = re.compile(r"(?<=[^\W\d_])\x00|\x00(?=[^\W\d_])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_COMPATIBILITY = re.compile(r"[\ufb00-\ufb4f\uff00-\uffef]")  # presentation forms, full/half width
+_FORMAT = re.compile(f"[{FORMAT_CHARACTERS}]")
+REPLACEMENT = "\ufffd"
+# A page is flagged when U+FFFD makes up at least this share of its non-space characters.
+REPLACEMENT_HEAVY_SHARE = 0.5
 
 
 class PdfExtractionError(Exception):
@@ -45,16 +71,37 @@ class PageText:
 
 @dataclass(frozen=True)
 class CleaningStats:
+    """What cleaning did to one document; counts of pages, lines, characters (not tokens).
+
+    `hyphenations_joined`: line-end hyphens removed to mend a word ("haemor-/rhage"); `hyphens_kept`:
+    line-end hyphens kept because the word is a typed compound ("anti-/inflammatory").
+    `control_characters_removed`: C0 controls (NUL included) and DEL dropped; `compatibility_characters`:
+    ligatures and full-/half-width forms rewritten as ordinary letters; `replacement_characters`: U+FFFD
+    in the cleaned text (glyphs without a Unicode value, NUL-for-glyph included); `replacement_pages`:
+    pages with at least one; `replacement_heavy_pages`: pages where they are at least
+    REPLACEMENT_HEAVY_SHARE of the non-space characters.
+    """
+
     pages: int
     textless_pages: int
     header_footer_lines_removed: int
     hyphenations_joined: int
     characters: int
+    hyphens_kept: int = 0
+    control_characters_removed: int = 0
+    compatibility_characters: int = 0
+    replacement_characters: int = 0
+    replacement_pages: int = 0
+    replacement_heavy_pages: int = 0
 
 
 @dataclass(frozen=True)
 class CleanedDocument:
-    """One document's text plus, for each page that contributed text, where its text starts."""
+    """One document's text plus, for each page that contributed text, where its text starts.
+
+    `replacement_characters_by_page`: (page number, U+FFFD count) for every page that has any;
+    `replacement_heavy_page_numbers`: the pages flagged as mostly U+FFFD.
+    """
 
     text: str
     page_starts: tuple[int, ...]
@@ -62,6 +109,8 @@ class CleanedDocument:
     stats: CleaningStats
     textless_page_numbers: tuple[int, ...] = ()
     running_lines: tuple[str, ...] = ()  # normalised forms of the header/footer lines removed
+    replacement_characters_by_page: tuple[tuple[int, int], ...] = ()
+    replacement_heavy_page_numbers: tuple[int, ...] = ()
 
     def page_at(self, offset: int) -> int:
         """Page number of the character at `offset` (separators count toward the page before)."""
@@ -147,51 +196,181 @@ def _tidy(lines: list[str]) -> str:
     return _BLANK_RUN.sub(PARAGRAPH_BREAK, "\n".join(lines)).strip()
 
 
-def _join_hyphenations(text: str) -> tuple[str, int]:
-    return _HYPHEN_BREAK.subn(r"\1\2", text)
+@dataclass(frozen=True)
+class _RepairedPage:
+    text: str
+    control_characters: int
+    compatibility_characters: int
+
+
+def repair_page_text(text: str) -> _RepairedPage:
+    """Unicode repair of one page's extracted text (`common.text.repair_unicode`), counting what it
+    fixed. A NUL next to a letter is a glyph without a Unicode value and becomes U+FFFD first."""
+    text = _LOST_GLYPH_NUL.sub(REPLACEMENT, text)
+    controls = len(_CONTROL.findall(text))
+    compatibility = len(_COMPATIBILITY.findall(text))
+    return _RepairedPage(repair_unicode(text), controls, compatibility)
+
+
+class HyphenVocabulary:
+    """How a document spells its words: counts of plain words and of hyphenated compounds (hyphen
+    variants unified as "-"), lower case, from text where line-end breaks are not yet mended."""
+
+    def __init__(self, texts: list[str]):
+        self.words: Counter[str] = Counter()
+        self.compounds: Counter[str] = Counter()
+        for text in texts:
+            self.words.update(word.lower() for word in _WORDS.findall(text))
+            self.compounds.update(_unified(compound.lower()) for compound in _COMPOUND.findall(text))
+
+    def decide(self, left: str, hyphen: str, right: str) -> Literal["join", "keep"]:
+        """Whether "left<hyphen>\nright" is one word broken by hyphenation ("join") or a typed compound
+        ("keep"). A soft hyphen always joins. Otherwise the document decides (which of "leftright"
+        and "left-right" it uses more often elsewhere), then the prefix lists, else "join"."""
+        if hyphen == "\u00ad":
+            return "join"
+        joined = self.words[(left + right).lower()]
+        compound = self.compounds[f"{left}-{right}".lower()]
+        if joined or compound:
+            return "keep" if compound > joined else "join"
+        prefix = left.lower()
+        if prefix in HYPHENATED_PREFIXES:
+            return "keep"
+        if prefix in VOWEL_HYPHENATED_PREFIXES and right[:1].lower() in "aeiou" and (
+            prefix == "anti" or prefix[-1] == right[:1].lower()
+        ):
+            return "keep"
+        return "join"
+
+
+def _unified(compound: str) -> str:
+    return compound.replace("\u2010", "-").replace("\u2011", "-")
+
+
+def _join_hyphenations(text: str, vocabulary: HyphenVocabulary) -> tuple[str, int, int]:
+    """Mend line-end hyphenation in one page's text; returns (text, joined, kept)."""
+    joined = kept = 0
+
+    def mend(match: re.Match) -> str:
+        nonlocal joined, kept
+        left, hyphen, right = match.groups()
+        if not right[0].islower():
+            return match.group(0)
+        if vocabulary.decide(left, hyphen, right) == "join":
+            joined += 1
+            return left + right
+        kept += 1
+        return left + ("-" if hyphen == "\u00ad" else hyphen) + right
+
+    return _HYPHEN_BREAK.sub(mend, text), joined, kept
 
 
 def clean_pages(pages: list[PageText], *, page_separator: str = PARAGRAPH_BREAK) -> CleanedDocument:
-    """Drop running headers/footers, join hyphenated words, normalise whitespace, join the pages."""
-    page_lines = [_lines(page.text) for page in pages]
+    """Repair Unicode, drop running headers/footers, mend hyphenation, normalise whitespace, join pages.
+
+    Per page: `repair_page_text` (ligatures and full-width forms expanded, control characters removed,
+    NUL-for-glyph made U+FFFD), header/footer removal (`find_running_lines`), then line-end hyphens
+    decided by `HyphenVocabulary.decide` over the whole document, across page breaks too. Format
+    characters left inside lines (soft hyphen, zero-width space) are removed. U+FFFD is kept and
+    counted per page. Raises nothing for odd text; an empty page list gives an empty document.
+    """
+    repaired = [repair_page_text(page.text) for page in pages]
+    page_lines = [_lines(page.text) for page in repaired]
     running = find_running_lines(page_lines)
-    removed = joined = 0
-    bodies: list[tuple[int, str]] = []
+    removed = 0
+    tidied: list[tuple[int, str]] = []
     textless: list[int] = []
     for page, lines in zip(pages, page_lines):
         if not any(lines):
             textless.append(page.page_number)
             continue
-        kept, dropped = _drop_running_lines(lines, running)
+        kept_lines, dropped = _drop_running_lines(lines, running)
         removed += dropped
-        body, count = _join_hyphenations(_tidy(kept))
-        joined += count
+        tidied.append((page.page_number, _tidy(kept_lines)))
+    vocabulary = HyphenVocabulary([body for _, body in tidied])
+    joined = kept = 0
+    bodies: list[tuple[int, str]] = []
+    for number, body in tidied:
+        body, page_joined, page_kept = _join_hyphenations(body, vocabulary)
+        joined, kept = joined + page_joined, kept + page_kept
+        # A soft hyphen ending the page may still mend a word across the page break.
+        trailing = "\u00ad" if body.endswith("\u00ad") else ""
+        body = _FORMAT.sub("", body) + trailing
         if body:
-            bodies.append((page.page_number, body))
-    text, starts, numbers, cross_page = _concatenate(bodies, page_separator)
-    stats = CleaningStats(len(pages), len(textless), removed, joined + cross_page, len(text))
-    return CleanedDocument(text, starts, numbers, stats, tuple(textless), tuple(sorted(running)))
+            bodies.append((number, body))
+    text, starts, numbers, cross_joined, cross_kept = _concatenate(bodies, page_separator, vocabulary)
+    by_page = _replacements_by_page(text, starts, numbers)
+    heavy = tuple(number for number, count, share in by_page if share >= REPLACEMENT_HEAVY_SHARE)
+    stats = CleaningStats(
+        pages=len(pages),
+        textless_pages=len(textless),
+        header_footer_lines_removed=removed,
+        hyphenations_joined=joined + cross_joined,
+        characters=len(text),
+        hyphens_kept=kept + cross_kept,
+        control_characters_removed=sum(page.control_characters for page in repaired),
+        compatibility_characters=sum(page.compatibility_characters for page in repaired),
+        replacement_characters=text.count(REPLACEMENT),
+        replacement_pages=len(by_page),
+        replacement_heavy_pages=len(heavy),
+    )
+    return CleanedDocument(
+        text,
+        starts,
+        numbers,
+        stats,
+        tuple(textless),
+        tuple(sorted(running)),
+        tuple((number, count) for number, count, _ in by_page),
+        heavy,
+    )
 
 
-def _concatenate(bodies: list[tuple[int, str]], separator: str) -> tuple[str, tuple[int, ...], tuple[int, ...], int]:
-    """Join page bodies, mending a word hyphenated across a page break; returns text, map, joins."""
+def _replacements_by_page(text: str, starts: tuple[int, ...], numbers: tuple[int, ...]) -> list[tuple[int, int, float]]:
+    """(page number, U+FFFD count, its share of the page's non-space characters) for pages with any."""
+    found = []
+    ends = starts[1:] + (len(text),)
+    for number, start, end in zip(numbers, starts, ends):
+        page = text[start:end]
+        count = page.count(REPLACEMENT)
+        if count:
+            found.append((number, count, count / max(1, len(page) - sum(ch.isspace() for ch in page))))
+    return found
+
+
+_PAGE_END_HYPHEN = re.compile(rf"({_LETTERS})([{HYPHENS}])$")
+_PAGE_START_WORD = re.compile(_LETTERS)
+
+
+def _concatenate(
+    bodies: list[tuple[int, str]], separator: str, vocabulary: HyphenVocabulary
+) -> tuple[str, tuple[int, ...], tuple[int, ...], int, int]:
+    """Join page bodies, mending a word hyphenated across a page break; returns text, map, joined, kept."""
     parts: list[str] = []
     starts: list[int] = []
     numbers: list[int] = []
-    length = joined = 0
+    length = joined = kept = 0
     for number, body in bodies:
-        if parts and re.search(r"[A-Za-z][-\u00ad]$", parts[-1]) and body[:1].islower():
-            parts[-1] = parts[-1][:-1]  # "haemor-" | "rhage" -> "haemorrhage"
-            length -= 1
-            joined += 1
+        broken = _PAGE_END_HYPHEN.search(parts[-1]) if parts else None
+        following = _PAGE_START_WORD.match(body)
+        if broken and following and body[:1].islower():
+            if vocabulary.decide(broken.group(1), broken.group(2), following.group(0)) == "join":
+                parts[-1] = parts[-1][:-1]  # "haemor-" | "rhage" -> "haemorrhage"
+                length -= 1
+                joined += 1
+            else:
+                kept += 1  # "anti-" | "inflammatory" -> "anti-inflammatory"
         elif parts:
+            if parts[-1].endswith("\u00ad"):  # an unused soft hyphen renders as nothing
+                parts[-1] = parts[-1][:-1]
+                length -= 1
             parts.append(separator)
             length += len(separator)
         starts.append(length)
         numbers.append(number)
         parts.append(body)
         length += len(body)
-    return "".join(parts), tuple(starts), tuple(numbers), joined
+    return "".join(parts), tuple(starts), tuple(numbers), joined, kept
 
 
 def raw_document(pages: list[PageText], separator: str = PUBLISHED_PAGE_SEPARATOR) -> CleanedDocument:

@@ -36,6 +36,9 @@ CHUNK_COLUMNS: tuple[str, ...] = ("chunk_id", "doc_id", "page_start", "page_end"
 MANIFEST_FORMAT = 1
 
 _NORM_TOLERANCE = 1e-3
+# Query vectors shorter than this are "no signal" (embedders return unit rows, or zero rows for text
+# with nothing they know): such a query retrieves nothing rather than whichever chunks come first.
+MIN_QUERY_NORM = 0.5
 
 
 # --------------------------------------------------------------------------------------------------
@@ -263,21 +266,35 @@ class Retriever:
             expected_fingerprint=loaded.manifest["embedder"]["fingerprint"],
         )
 
-    def retrieve(self, query: str, k: int = 5) -> list[RetrievedChunk]:
-        return self.retrieve_many([query], k)[0]
+    def retrieve(self, query: str, k: int = 5, *, min_score: float | None = None) -> list[RetrievedChunk]:
+        """`retrieve_many` for one query."""
+        return self.retrieve_many([query], k, min_score=min_score)[0]
 
-    def retrieve_many(self, queries: Sequence[str], k: int = 5) -> list[list[RetrievedChunk]]:
-        """One embedding pass (batched by the embedder's limit) and one FAISS search for all queries."""
+    def retrieve_many(
+        self, queries: Sequence[str], k: int = 5, *, min_score: float | None = None
+    ) -> list[list[RetrievedChunk]]:
+        """Up to `k` chunks per query, best first: one embedding pass and one FAISS search for all.
+
+        A query whose vector has norm below MIN_QUERY_NORM (the embedder found nothing it knows in
+        it) gets no chunks: every score would be 0 and the "top" chunks arbitrary. With `min_score`
+        (cosine similarity, -1..1), chunks scoring below it are left out, so a query may get none.
+        Raises ValueError for k < 1.
+        """
         queries = list(queries)
         if not queries:
             return []
         if k < 1:
             raise ValueError("k must be at least 1")
         vectors, _ = embed_with_cache(self.embedder, queries, "search_query", self.query_cache)
-        scores, ids = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), min(k, self.index.ntotal))
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        signal = np.linalg.norm(vectors, axis=1) >= MIN_QUERY_NORM
+        scores, ids = self.index.search(vectors, min(k, self.index.ntotal))
+        floor = -np.inf if min_score is None else min_score
         return [
-            [self._chunk(int(i), float(s)) for s, i in zip(row_scores, row_ids) if i >= 0]  # -1: fewer hits than k
-            for row_scores, row_ids in zip(scores, ids)
+            [self._chunk(int(i), float(s)) for s, i in zip(row_scores, row_ids) if i >= 0 and s >= floor]  # -1: fewer hits than k
+            if has_signal
+            else []
+            for row_scores, row_ids, has_signal in zip(scores, ids, signal)
         ]
 
     def _chunk(self, vector_id: int, score: float) -> RetrievedChunk:

@@ -51,27 +51,37 @@ def load_native_rows(
     cache_dir: Path | None = None,
     token: str | None = None,
 ) -> pl.DataFrame:
-    """The source's split as a polars frame, with its native column names."""
+    """The source's split as a polars frame, with its native column names.
+
+    Column types come from the registry, not from what `datasets` infers from the first rows:
+    `spec.features` (the complete schema, for CSV files) is passed to the loader, and every column
+    in `spec.text_columns` comes back as String (`text_columns_as_text`). Raises SourceError naming
+    the source (and, for a value that cannot be text, the column, file and the value's JSON type).
+    """
     import datasets  # imported here: it is slow to import and only the source assets need it
 
     path = dataset_path(spec, hub_root)
     if hub_root is not None and not Path(path).is_dir():
         raise SourceError(f"{spec.source_id}: local mirror folder {path} does not exist")
+    features = datasets.Features({name: datasets.Value(dtype) for name, dtype in spec.features.items()}) if spec.features else None
     try:
-        dataset = datasets.load_dataset(
+        builder = datasets.load_dataset_builder(
             path,
             name=spec.config,
-            split=spec.split,
             data_files=spec.data_files,
             revision=revision if hub_root is None else None,
             cache_dir=str(cache_dir) if cache_dir else None,
             token=token,
+            features=features,
             **spec.loader_options,
         )
+        builder.download_and_prepare()
+        dataset = builder.as_dataset(split=spec.split)
     except Exception as error:  # datasets raises many types; name the source whatever it was
         where = f"local mirror {path}" if hub_root is not None else f"Hub repo {path}@{revision}"
         raise SourceError(f"{spec.source_id}: could not load split '{spec.split}' from {where}: {error}") from error
-    rows = dataset.to_polars()
+    files = [str(file) for split, split_files in (builder.config.data_files or {}).items() if str(split) == spec.split for file in split_files]
+    rows, json_columns = _arrow_to_polars(dataset.data.table)
     missing = [column for column in spec.required_columns if column not in rows.columns]
     if missing:
         raise SourceError(
@@ -79,7 +89,91 @@ def load_native_rows(
             "The upstream schema changed: update `required_columns` and the mapper for this source "
             "in medset_dagster/sources/registry.py and mappers.py."
         )
-    return rows
+    return text_columns_as_text(spec, rows, json_columns=json_columns, files=files)
+
+
+def _arrow_to_polars(table) -> tuple[pl.DataFrame, frozenset[str]]:
+    """The table as polars; columns `datasets` stored as JSON text (its `Json` feature, for a JSON
+    column whose values mix types) come back as their JSON text, and their names are returned."""
+    import pyarrow as pa
+
+    json_columns = set()
+    for index, field_ in enumerate(table.schema):
+        if isinstance(field_.type, pa.BaseExtensionType) and field_.type.extension_name == "arrow.json":
+            storage = pa.chunked_array([chunk.storage for chunk in table.column(index).chunks], type=field_.type.storage_type)
+            table = table.set_column(index, field_.name, storage)
+            json_columns.add(field_.name)
+    return pl.from_arrow(table), frozenset(json_columns)
+
+
+_JSON_KIND = {"{": "object", "[": "array"}
+
+
+def text_columns_as_text(
+    spec: SourceSpec, rows: pl.DataFrame, *, json_columns: frozenset[str] = frozenset(), files: list[str] | None = None
+) -> pl.DataFrame:
+    """`rows` with every column of `spec.text_columns` as String.
+
+    Numbers and booleans become their text ("7.45", "30"), all-null columns null strings. A column in
+    `json_columns` holds JSON texts: JSON strings are decoded, numbers kept as written, JSON null is
+    null. An object or array, or a non-scalar column type, cannot be text: SourceError naming the
+    source, the column, the file (found among `files`) and the value's type.
+    """
+    fixed = []
+    for column in spec.text_columns:
+        if column not in rows.columns:
+            continue
+        dtype = rows.schema[column]
+        values = pl.col(column)
+        if column in json_columns:
+            first = values.str.strip_chars_start().str.slice(0, 1)
+            bad = rows.filter(first.is_in(list(_JSON_KIND)))
+            if bad.height:
+                kind = _JSON_KIND[bad[column][0].strip()[0]]
+                raise _not_text(spec, column, kind, files, repr(bad[column][0][:80]))
+            fixed.append(
+                pl.when(first == '"')
+                .then(values.str.json_decode(pl.String))
+                .when(values.str.strip_chars() == "null")
+                .then(pl.lit(None, dtype=pl.String))
+                .otherwise(values.str.strip_chars())
+                .alias(column)
+            )
+        elif dtype == pl.String:
+            continue
+        elif dtype == pl.Null or dtype.is_numeric() or dtype == pl.Boolean:
+            fixed.append(values.cast(pl.String).alias(column))
+        else:
+            kind = "array" if isinstance(dtype, (pl.List, pl.Array)) else "object" if isinstance(dtype, pl.Struct) else str(dtype)
+            raise _not_text(spec, column, kind, files, f"column type {dtype}")
+    return rows.with_columns(fixed) if fixed else rows
+
+
+def _not_text(spec: SourceSpec, column: str, kind: str, files: list[str] | None, shown: str) -> SourceError:
+    where = _file_with_kind(files or [], column, kind)
+    return SourceError(
+        f"{spec.source_id}: column '{column}' must be text, but {where} holds a JSON {kind} ({shown}). "
+        f"Fix the value upstream, or declare the column's type in medset_dagster/sources/registry.py."
+    )
+
+
+def _file_with_kind(files: list[str], column: str, kind: str) -> str:
+    """The data file (local JSON or JSON-lines) whose `column` holds a value of `kind`; with no way to
+    look inside, the split's files by name. Only called on the failure path."""
+    wanted = dict if kind == "object" else list
+    for file in files:
+        local = Path(file)
+        if not local.is_file() or local.suffix not in (".json", ".jsonl"):
+            continue
+        text = local.read_text(encoding="utf-8")
+        try:
+            parsed = json.loads(text)
+            records = parsed if isinstance(parsed, list) else [parsed]
+        except json.JSONDecodeError:
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        if any(isinstance(record, dict) and isinstance(record.get(column), wanted) for record in records):
+            return f"file {file}"
+    return f"file {files[0]}" if len(files) == 1 else f"one of the files {files}"
 
 
 def map_source(spec: SourceSpec, rows: pl.DataFrame) -> tuple[pl.DataFrame, SourceStats]:

@@ -4,6 +4,9 @@
         server.fail_next(2, status=503)      # then serve normally
         fetch(server.url("/doc.pdf"))
         assert server.request_count == 3
+
+`redirects` maps a path to another (answered with 302, as a publisher sends a login page), and
+`content_types` overrides the default `application/pdf` per path.
 """
 
 from __future__ import annotations
@@ -16,11 +19,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 TRUNCATE = "truncate"  # failure action: announce the full length, send half the body, close
 SLOW = "slow"  # failure action: wait SLOW_SECONDS before answering normally (client timeouts)
 SLOW_SECONDS = 0.5
+TRICKLE = "trickle"  # failure action: announce the full length, then send one byte every TRICKLE_SECONDS
+TRICKLE_SECONDS = 0.05
 
 
 class FileServer:
-    def __init__(self, files: dict[str, bytes] | None = None) -> None:
+    def __init__(
+        self,
+        files: dict[str, bytes] | None = None,
+        *,
+        redirects: dict[str, str] | None = None,
+        content_types: dict[str, str] | None = None,
+    ) -> None:
         self.files: dict[str, bytes] = dict(files or {})
+        self.redirects: dict[str, str] = dict(redirects or {})
+        self.content_types: dict[str, str] = dict(content_types or {})
         self.requests: list[str] = []
         self._failures: deque[int | str] = deque()
         self._lock = threading.Lock()
@@ -44,7 +57,7 @@ class FileServer:
             return len(self.requests)
 
     def fail_next(self, times: int, status: int | str = 503) -> None:
-        """The next `times` requests fail with HTTP `status`, or TRUNCATE the body, or are SLOW."""
+        """The next `times` requests fail with HTTP `status`, or TRUNCATE the body, are SLOW, or TRICKLE."""
         with self._lock:
             self._failures.extend([status] * times)
 
@@ -88,6 +101,11 @@ class FileServer:
                     time.sleep(SLOW_SECONDS)
                 if isinstance(action, int):
                     self._send(action, b"injected failure")
+                elif self.path in server.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                 elif body is None:
                     self._send(404, b"not found")
                 elif action == TRUNCATE:
@@ -97,8 +115,18 @@ class FileServer:
                     self.wfile.write(body[: len(body) // 2])
                     self.wfile.flush()
                     self.close_connection = True
+                elif action == TRICKLE:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/pdf")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.close_connection = True
+                    for offset in range(len(body)):  # until the client hangs up (BrokenPipeError)
+                        self.wfile.write(body[offset : offset + 1])
+                        self.wfile.flush()
+                        time.sleep(TRICKLE_SECONDS)
                 else:
-                    self._send(200, body, "application/pdf")
+                    self._send(200, body, server.content_types.get(self.path, "application/pdf"))
 
             def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
                 self.send_response(status)

@@ -2,7 +2,9 @@
 
 Speaks non-streaming `/api/chat`, `/api/tags`, `/api/show`, `/api/version` on 127.0.0.1 (port 0).
 Chat answers are JSON objects satisfying the request's `format` schema, each required string filled
-from a hash of the messages: reproducible across runs, distinct across prompts. Knobs for tests and
+from a hash of the messages: reproducible across runs, distinct across prompts. A prompt that hands
+over its reference ("Correct answer: ...", "The diagnosis is: ...") gets an answer naming it, as a
+model following the prompt would (output validation drops answers that contradict the reference). Knobs for tests and
 benchmarks: a fixed latency per request, a cap on requests served at once (extra ones wait), a call
 counter, a record of requests, and injected faults.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -72,11 +75,32 @@ def _fill(schema: Any, seed: str, name: str = "value") -> Any:
     return _prose(seed, name)
 
 
+# Prompts that hand the model its reference (MedQA's correct option, the diagnosis label): a model
+# that follows the prompt names it, as validation requires.
+_REFERENCE_LINES = (
+    (re.compile(r"^Correct answer: (.+)$", re.M), "{} is correct. "),
+    (re.compile(r"^The diagnosis is: (.+)$", re.M), "Based on these symptoms, the most likely diagnosis is {}. "),
+)
+
+
+def _follow_reference(value: Any, messages: list[dict[str, Any]]) -> Any:
+    """A one-string-field answer prefixed with the reference the prompt gives, if it gives one."""
+    prompt = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") == "user")
+    if not isinstance(value, dict) or len(value) != 1:
+        return value
+    (name, text), = value.items()
+    for pattern, sentence in _REFERENCE_LINES:
+        found = pattern.search(prompt)
+        if found and isinstance(text, str):
+            return {name: sentence.format(found.group(1).strip()) + text}
+    return value
+
+
 def expected_content(messages: list[dict[str, Any]], schema: Any) -> dict[str, Any] | str:
     """What the stand-in answers for these messages (tests use it to check outputs)."""
     seed = hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
     if isinstance(schema, dict):
-        return _fill(schema, seed)
+        return _follow_reference(_fill(schema, seed), messages)
     return {"text": f"text {seed[:12]}"} if schema == "json" else f"text {seed[:12]}"
 
 

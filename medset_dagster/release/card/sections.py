@@ -1,195 +1,26 @@
-"""The dataset card (`README.md`) and its two charts, written for people reading the dataset on the Hub.
-
-The card states what the build really did: the sources at their revisions and licences, the excluded
-sources and why, the curation funnel, how generation and retrieval were done (and, for the sample
-profile, that its generations are only for trying the pipeline), and the licence the sources allow,
-naming any acknowledged conflict plainly.
-
-It holds no run id or timestamp (they belong in `build.json`), and the charts are rendered with fixed
-size, dpi, style and no software metadata, so identical content gives identical bytes and the
-manifest's `content_hash` does not change on a rebuild.
-"""
+"""The card's Markdown sections, one function each, in the order they appear."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from medset_dagster.common.markdown import Raw, table
 from medset_dagster.dataset.curation import FUNNEL_STAGES
-from medset_dagster.release.build_manifest import (
-    DocumentEntry,
-    GenerationInfo,
-    RetrievalInfo,
-    SourceEntry,
-    coerce,
-    policy_dict,
+from medset_dagster.release.card.header import card_header
+from medset_dagster.release.card.inputs import (
+    HUB,
+    LENGTH_HISTOGRAM_IMAGE,
+    ORIGINAL_REPO,
+    SOURCE_MIX_IMAGE,
+    CardInputs,
 )
 from medset_dagster.release.export import DATA_DIR, JSON_NAME
-from medset_dagster.release.licensing import LicenceDecision, classify_licence
-
-README_NAME = "README.md"
-SOURCE_MIX_IMAGE = "images/source_mix.png"
-LENGTH_HISTOGRAM_IMAGE = "images/length_histogram.png"
-ORIGINAL_REPO = "ericrisco/medical-training-dataset"
-HUB = "https://huggingface.co"
-
-TASK_CATEGORIES = ["question-answering", "text-generation"]
-TAGS = [
-    "medical",
-    "healthcare",
-    "first-aid",
-    "emergency-medicine",
-    "medical-qa",
-    "clinical-reasoning",
-    "disaster-response",
-]
-# Licence ids the Hub accepts in `license:`; anything else is declared `other` with a name and link.
-HUB_LICENCE_IDS = frozenset({
-    "apache-2.0", "mit", "openrail", "bigscience-openrail-m", "creativeml-openrail-m", "bigscience-bloom-rail-1.0",
-    "bigcode-openrail-m", "afl-3.0", "artistic-2.0", "bsl-1.0", "bsd", "bsd-2-clause", "bsd-3-clause",
-    "bsd-3-clause-clear", "c-uda", "cc", "cc0-1.0", "cc-by-2.0", "cc-by-2.5", "cc-by-3.0", "cc-by-4.0",
-    "cc-by-sa-3.0", "cc-by-sa-4.0", "cc-by-nc-2.0", "cc-by-nc-3.0", "cc-by-nc-4.0", "cc-by-nd-4.0",
-    "cc-by-nc-nd-3.0", "cc-by-nc-nd-4.0", "cc-by-nc-sa-2.0", "cc-by-nc-sa-3.0", "cc-by-nc-sa-4.0",
-    "cdla-sharing-1.0", "cdla-permissive-1.0", "cdla-permissive-2.0", "wtfpl", "ecl-2.0", "epl-1.0", "epl-2.0",
-    "etalab-2.0", "eupl-1.1", "eupl-1.2", "agpl-3.0", "gfdl", "gpl", "gpl-2.0", "gpl-3.0", "lgpl", "lgpl-2.1",
-    "lgpl-3.0", "isc", "lppl-1.3c", "ms-pl", "mpl-2.0", "odc-by", "odbl", "openrail++", "osl-3.0", "postgresql",
-    "ofl-1.1", "ncsa", "unlicense", "zlib", "pddl", "lgpl-lr", "unknown", "other",
-})
-# Our normalised ids (licensing.py) that the Hub spells differently.
-HUB_ALIASES = {"odbl-1.0": "odbl"}
-# (upper bound exclusive, Hub size category)
-SIZE_CATEGORIES = (
-    (1_000, "n<1K"),
-    (10_000, "1K<n<10K"),
-    (100_000, "10K<n<100K"),
-    (1_000_000, "100K<n<1M"),
-    (10_000_000, "1M<n<10M"),
-    (100_000_000, "10M<n<100M"),
-    (1_000_000_000, "100M<n<1B"),
-    (10_000_000_000, "1B<n<10B"),
-    (100_000_000_000, "10B<n<100B"),
-    (1_000_000_000_000, "100B<n<1T"),
-)
-# Fixed so the PNG bytes depend on the data only.
-CHART_SIZE = (8.0, 4.5)
-CHART_DPI = 100
-
-
-@dataclass(frozen=True)
-class ExcludedSource:
-    source_id: str
-    hub_repo: str | None
-    reason: str
-
-
-@dataclass(frozen=True)
-class CardInputs:
-    """Everything the card states, as plain data (dataclasses or dicts of the same shape)."""
-
-    pretty_name: str
-    version: str
-    repo_id: str | None  # the Hub dataset repo; None for a local (dry-run) release
-    licence: LicenceDecision
-    sources: list[SourceEntry]  # per source: repo, config, revision, licence, rows, description
-    excluded: list[ExcludedSource]
-    funnel: list[dict[str, Any]]  # curation.funneltable(...).to_dicts(): source + FUNNEL_STAGES, TOTAL last
-    policy: dict[str, Any]  # curation policy: name, seed, min_chars, max_chars (a CurationPolicy is accepted)
-    generation: GenerationInfo | None
-    retrieval: RetrievalInfo | None
-    documents: list[DocumentEntry]
-    profile: str  # "sample" or "full"
-    citation_author: str = "medset_dagster contributors"
-    citation_year: int | None = None  # an input, not the clock: the card must not change by itself
-    code_url: str | None = None
-
-    def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        set_(self, "sources", [coerce(SourceEntry, s) for s in self.sources])
-        set_(self, "excluded", [coerce(ExcludedSource, e) for e in self.excluded])
-        set_(self, "documents", [coerce(DocumentEntry, d) for d in self.documents])
-        set_(self, "funnel", [dict(row) for row in self.funnel])
-        set_(self, "policy", policy_dict(self.policy))
-        if self.generation is not None:
-            set_(self, "generation", coerce(GenerationInfo, self.generation))
-        if self.retrieval is not None:
-            set_(self, "retrieval", coerce(RetrievalInfo, self.retrieval))
-
-
-def excluded_sources() -> list[ExcludedSource]:
-    """The registry's documented exclusions (II-Medical-Reasoning-SFT, CAMEO) with their reasons."""
-    from medset_dagster.sources.registry import SOURCES
-
-    return [
-        ExcludedSource(spec.source_id, spec.hub_repo, spec.excluded_reason or "")
-        for spec in SOURCES
-        if spec.role == "excluded"
-    ]
-
-
-# ---------------------------------------------------------------------------------------------------
-# YAML header
-
-
-def size_category(rows: int) -> str:
-    for bound, name in SIZE_CATEGORIES:
-        if rows < bound:
-            return name
-    return "n>1T"
-
-
-def licence_link(licence_id: str) -> str | None:
-    """A canonical URL for a licence id we may declare as `other`."""
-    cc = re.fullmatch(r"cc-(by(?:-(?:nc|sa|nd))*)-(\d\.\d)(?:-([a-z]+))?", licence_id)
-    if cc:
-        port = f"{cc.group(3)}/" if cc.group(3) else ""
-        return f"https://creativecommons.org/licenses/{cc.group(1)}/{cc.group(2)}/{port}"
-    gpl = re.fullmatch(r"(a|l)?gpl-(\d\.\d)", licence_id)
-    if gpl:
-        return f"https://www.gnu.org/licenses/{gpl.group(1) or ''}gpl-{gpl.group(2)}.html"
-    return None
-
-
-def hub_licence_fields(licence: str) -> dict[str, str]:
-    """`license:` and, for ids the Hub does not know, `license_name` / `license_link`."""
-    licence = HUB_ALIASES.get(licence, licence)
-    if licence == "other":
-        # Per-source terms: the card's licence section is the licence text (a link to a file in the repo).
-        return {"license": "other", "license_name": "per-source-terms", "license_link": README_NAME}
-    if licence in HUB_LICENCE_IDS:
-        return {"license": licence}
-    name = re.sub(r"[^a-z0-9.-]+", "-", licence.lower()).strip("-") or "custom"
-    return {"license": "other", "license_name": name, "license_link": licence_link(name) or README_NAME}
-
-
-def _card_data(card: CardInputs, rows: int) -> Any:
-    from huggingface_hub import DatasetCardData
-
-    return DatasetCardData(
-        pretty_name=card.pretty_name,
-        language=["en"],
-        task_categories=list(TASK_CATEGORIES),
-        size_categories=[size_category(rows)],
-        tags=list(TAGS) + (["synthetic"] if card.generation is not None else []),
-        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": f"{DATA_DIR}/train-*"}]}],
-        **hub_licence_fields(card.licence.licence),
-    )
-
-
-def card_header(card: CardInputs, rows: int) -> str:
-    return "---\n" + _card_data(card, rows).to_yaml().rstrip("\n") + "\n---\n"
-
-
-# ---------------------------------------------------------------------------------------------------
-# Markdown body
-
+from medset_dagster.release.licensing import classify_licence
 
 
 def _is_commit(revision: str | None) -> bool:
@@ -557,100 +388,3 @@ def _check_rows(card: CardInputs, dataset: pl.DataFrame) -> None:
     wrong = {k: (stated.get(k, 0), actual.get(k, 0)) for k in set(actual) | set(stated) if stated.get(k, 0) != actual.get(k, 0)}
     if wrong:
         raise ValueError(f"card source rows differ from the dataset (stated, actual): {dict(sorted(wrong.items()))}")
-
-
-# ---------------------------------------------------------------------------------------------------
-# Charts
-
-
-def _new_figure(ncols: int = 1):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    # A bare Figure with its own Agg canvas: no pyplot global state, no GUI backend.
-    fig = Figure(figsize=CHART_SIZE, dpi=CHART_DPI)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, ncols)
-    return fig, axes
-
-
-def _save(fig: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    # No software/version metadata: bytes depend on the data (and the pinned matplotlib), nothing else.
-    fig.savefig(tmp, format="png", dpi=CHART_DPI, metadata={"Software": None})
-    os.replace(tmp, path)
-
-
-def render_source_mix(dataset: pl.DataFrame, path: Path) -> Path:
-    """Rows per source, horizontal bars, largest at the top."""
-    import matplotlib.style
-
-    counts = (
-        dataset.group_by("source").len().sort(["len", "source"], descending=[False, True]).rows()
-        if dataset.height else []
-    )
-    with matplotlib.style.context("default"):
-        fig, ax = _new_figure()
-        if counts:
-            labels, values = [c[0] for c in counts], [c[1] for c in counts]
-            bars = ax.barh(labels, values, color="#4C72B0")
-            ax.bar_label(bars, labels=[f"{v:,}" for v in values], padding=3, fontsize=8)
-            ax.set_xlim(0, max(values) * 1.15)
-            ax.tick_params(axis="y", labelsize=8)
-        else:
-            ax.text(0.5, 0.5, "no rows", ha="center", va="center", transform=ax.transAxes)
-        ax.set_xlabel("rows")
-        ax.set_title(f"Rows per source ({dataset.height:,} in total)")
-        fig.tight_layout()
-        _save(fig, path)
-    return path
-
-
-def render_length_histogram(dataset: pl.DataFrame, path: Path, bounds: tuple[int, int] | None = None) -> Path:
-    """Histograms of input and output lengths in characters; log-spaced bins, log counts."""
-    import matplotlib.style
-    import numpy as np
-
-    with matplotlib.style.context("default"):
-        fig, axes = _new_figure(ncols=2)
-        for ax, column in zip(axes, ("input", "output")):
-            lengths = dataset[column].str.len_chars().to_numpy() if dataset.height else np.array([], dtype=np.int64)
-            if lengths.size:
-                low, high = max(int(lengths.min()), 1), int(lengths.max()) + 1
-                bins = np.unique(np.geomspace(low, max(high, low + 1), 40).round().astype(np.int64))
-                ax.hist(np.maximum(lengths, 1), bins=bins, color="#55A868", log=True)
-                ax.set_xscale("log")
-                if bounds is not None:
-                    for i, bound in enumerate(bounds):
-                        ax.axvline(bound, color="#C44E52", linestyle="--", linewidth=1,
-                                   label="length bounds" if i == 0 else None)
-                    ax.legend(loc="upper left", fontsize=8)
-            else:
-                ax.text(0.5, 0.5, "no rows", ha="center", va="center", transform=ax.transAxes)
-            ax.set_title(f"{column} length")
-            ax.set_xlabel("characters (log scale)")
-            ax.set_ylabel("rows (log scale)")
-        fig.tight_layout()
-        _save(fig, path)
-    return path
-
-
-# ---------------------------------------------------------------------------------------------------
-# Entry point
-
-
-def render_card(card: CardInputs, dataset: pl.DataFrame, release_dir: Path) -> list[Path]:
-    """Write README.md, images/source_mix.png and images/length_histogram.png; return their paths."""
-    release_dir = Path(release_dir)
-    release_dir.mkdir(parents=True, exist_ok=True)
-    text = card_markdown(card, dataset)  # validates the inputs before anything is written
-    policy = card.policy
-    bounds = (int(policy["min_chars"]), int(policy["max_chars"])) if policy.get("length_filter") else None
-    mix = render_source_mix(dataset, release_dir / SOURCE_MIX_IMAGE)
-    hist = render_length_histogram(dataset, release_dir / LENGTH_HISTOGRAM_IMAGE, bounds)
-    readme = release_dir / README_NAME
-    tmp = readme.with_name(f".{readme.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, readme)
-    return [readme, mix, hist]

@@ -1,0 +1,63 @@
+"""`python -m medset_dagster <command>`: what the Makefile runs.
+
+    build      observe the sources, then build the dataset (runs shown in the UI under the job)
+    observe    observe the sources only
+    publish    publish the current release (a dry run without MEDSET_HUB_REPO)
+    recover    mark runs whose process is gone as failed and free their slots
+
+Options: `--policy card|published` (build), `--no-observe` (build).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m medset_dagster", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["build", "observe", "publish", "recover"])
+    parser.add_argument("--policy", choices=["card", "published"], default=None, help="curation policy (build)")
+    parser.add_argument("--no-observe", action="store_true", help="build without observing the sources first")
+    args = parser.parse_args(argv)
+
+    from medset_dagster.definitions import defs
+    from medset_dagster.defs.launcher import (
+        BuildInProgress,
+        build,
+        exclusive_build,
+        instance_from_home,
+        recover_dead_runs,
+        run_phase,
+    )
+
+    storage = defs.resources["storage"]
+    with instance_from_home() as instance:
+        recover_dead_runs(instance)
+        if args.command == "recover":
+            return 0
+        try:
+            with exclusive_build(storage.root):
+                if args.command in ("build", "observe") and not args.no_observe:
+                    observed = run_phase(defs, instance, "observe_sources", None, with_origin=True)
+                    print(f"observe_sources: {'succeeded' if observed.success else 'FAILED'} (run {observed.run_id})")
+                    if not observed.success:
+                        return 1
+                if args.command == "build":
+                    config = {"ops": {"curated_dataset": {"config": {"policy": args.policy}}}} if args.policy else None
+                    results = build(defs, instance, run_config=config, with_origin=True)
+                    if not all(result.success for result in results):
+                        return 1
+                    print(f"Release folder: {storage.release_dir}")
+                if args.command == "publish":
+                    published = run_phase(defs, instance, "publish_hub_release", None, with_origin=True)
+                    print(f"publish_hub_release: {'succeeded' if published.success else 'FAILED'} (run {published.run_id})")
+                    return 0 if published.success else 1
+        except BuildInProgress as error:
+            print(f"medset_dagster: {error}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
