@@ -134,3 +134,86 @@ def source_counts_steady(
         )
     note = f" (acknowledged: {', '.join(sorted(accepted))})" if accepted else ""
     return GateResult(True, f"no source fell more than {max_drop_share:.0%} below the last release{note}", details)
+
+
+def near_duplicate_source_loss(
+    stats: Mapping, max_share: float, acknowledged: Iterable[str] = ()
+) -> GateResult:
+    """No source lost more than `max_share` (0-1) of its rows to near-duplicate removal, except the
+    `acknowledged` ones.
+
+    `stats`: the stats of `near_duplicates.remove_near_duplicates` (`rows_in_by_source`,
+    `removed_by_source`, `largest_clusters_by_source`). Guards against the known failure where
+    clustering short templated text (synthetic_disaster_reports, diseases_symptoms) wipes out a whole
+    source. On failure the description names each source with its loss, and `details` holds
+    `sources` {source: {rows_in, removed, share, largest_clusters}}.
+    """
+    acknowledged = set(acknowledged)
+    over: dict[str, dict] = {}
+    waived: list[str] = []
+    for source, rows_in in stats["rows_in_by_source"].items():
+        removed = stats["removed_by_source"].get(source, 0)
+        share = removed / rows_in if rows_in else 0.0
+        if share > max_share:
+            if source in acknowledged:
+                waived.append(source)
+                continue
+            over[source] = {
+                "rows_in": rows_in,
+                "removed": removed,
+                "share": round(share, 4),
+                "largest_clusters": stats.get("largest_clusters_by_source", {}).get(source, []),
+            }
+    if over:
+        return GateResult(
+            False,
+            f"near-duplicate removal took more than {max_share:.0%} of "
+            + ", ".join(f"{s} ({v['removed']:,} of {v['rows_in']:,}, {v['share']:.0%})" for s, v in over.items())
+            + "; review its largest clusters, then raise the threshold or acknowledge the source",
+            {"sources": over},
+        )
+    note = f" (acknowledged: {', '.join(sorted(waived))})" if waived else ""
+    return GateResult(True, f"no source lost more than {max_share:.0%} of its rows to near-duplicates{note}", {"acknowledged": sorted(waived)})
+
+
+def no_benchmark_overlap(release: pl.DataFrame, index, config) -> GateResult:
+    """No release row shares an n-gram with a benchmark item (the publish's last word on
+    decontamination): `release` needs `row_id`, `source` and the configured text fields; `index` is
+    a `decontamination.ContaminationIndex`, `config` a `DecontaminationConfig`. On failure `details`
+    holds `matches` (at most 20 of row_id, source, benchmark, item_id, field) and `by_source_benchmark`.
+    """
+    from medset_dagster.dataset.decontamination import find_contamination
+
+    matches = find_contamination(release, index, config)
+    if matches.is_empty():
+        return GateResult(True, f"no release row shares a {config.ngram}-gram with {index.items.height:,} benchmark items")
+    pairs = matches.select("row_id", "source", "benchmark").unique().group_by("source", "benchmark").len().sort("source", "benchmark")
+    return GateResult(
+        False,
+        f"{matches['row_id'].n_unique():,} release rows share a {config.ngram}-gram with a benchmark item",
+        {
+            "matches": matches.select("row_id", "source", "benchmark", "item_id", "field").head(20).to_dicts(),
+            "by_source_benchmark": [dict(zip(("source", "benchmark", "rows"), r)) for r in pairs.iter_rows()],
+        },
+    )
+
+
+def no_phi_remaining(release: pl.DataFrame, config) -> GateResult:
+    """No PHI/PII finding remains in the release under the active policy (`config`: a
+    `phi.PhiConfig`; `release`: `row_id`, `source` and the configured fields). Redaction
+    placeholders such as `[PHONE]` match no detector. On failure `details` holds `by_source_kind`
+    {source: {kind: findings}} and `row_ids` (at most 20); never the matched text.
+    """
+    from medset_dagster.dataset.phi import scan
+
+    findings = scan(release, config)
+    if findings.is_empty():
+        return GateResult(True, f"no PHI/PII finding in the release ({config.policy} policy, {len(config.kinds)} kinds)")
+    by_pair: dict[str, dict[str, int]] = {}
+    for source, kind, count in findings.group_by("source", "kind").len().sort("source", "kind").iter_rows():
+        by_pair.setdefault(source, {})[kind] = count
+    return GateResult(
+        False,
+        f"{findings.height:,} PHI/PII findings remain in {findings['row_id'].n_unique():,} release rows",
+        {"by_source_kind": by_pair, "row_ids": findings["row_id"].unique(maintain_order=True).head(20).to_list()},
+    )

@@ -202,3 +202,82 @@ def symptom_generation_inputs(rows: pl.DataFrame) -> pl.DataFrame:
         ("missing_symptoms", is_blank(symptoms)),
         ("missing_diagnosis", is_blank(label)),
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# Benchmark items (role `benchmark`): what decontamination indexes.
+#
+# Every benchmark mapper returns, row for row: `item_id` (String: the benchmark's own id where it
+# has one, else a content hash), `question` (String), `options` (List[String], option texts in
+# order, blanks left out; empty for PubMedQA), `answer` (String, null when the split has none) and
+# `drop_reason` (null, or `missing_question`).
+
+
+def content_id(*columns: pl.Expr) -> pl.Expr:
+    """The first 16 hex digits of the SHA-256 of the columns joined by U+001F: an id stable across
+    polars versions and machines (polars' own hash is not)."""
+    from medset_dagster.common.hashing import sha256_text
+
+    key = pl.concat_str([c.fill_null("") for c in columns], separator="\x1f")
+    return key.map_batches(lambda keys: pl.Series([sha256_text(k)[:16] for k in keys], dtype=pl.String), return_dtype=pl.String)
+
+
+def _option_list(*options: pl.Expr) -> pl.Expr:
+    return pl.concat_list([o.cast(pl.String, strict=False).str.strip_chars() for o in options]).list.eval(
+        pl.element().filter(pl.element().is_not_null() & (pl.element().str.len_chars() > 0))
+    )
+
+
+def _benchmark_items(rows: pl.DataFrame, item_id: pl.Expr, question: pl.Expr, options: pl.Expr, answer: pl.Expr) -> pl.DataFrame:
+    return rows.select(
+        item_id.alias("item_id"),
+        question.alias("question"),
+        options.alias("options"),
+        answer.alias("answer"),
+        first_broken_rule(("missing_question", is_blank(question))),
+    )
+
+
+def medqa_usmle_items(rows: pl.DataFrame) -> pl.DataFrame:
+    """GBaker/MedQA-USMLE-4-options: `question`, `options` (struct A-D, or A-E), `answer` (the text)."""
+    options = rows.schema["options"]
+    if not isinstance(options, pl.Struct):
+        raise TypeError(f"column 'options' should map option letters to texts, found {options}")
+    letters = sorted(field.name for field in options.fields)
+    question = stripped("question")
+    return _benchmark_items(
+        rows,
+        content_id(question),
+        question,
+        _option_list(*(pl.col("options").struct.field(letter) for letter in letters)),
+        stripped("answer"),
+    )
+
+
+def medmcqa_items(rows: pl.DataFrame) -> pl.DataFrame:
+    """openlifescienceai/medmcqa: `id`, `question`, `opa`-`opd`, `cop` (0-3, the correct option;
+    -1 or null where the split withholds it)."""
+    options = [stripped(column) for column in ("opa", "opb", "opc", "opd")]
+    correct = pl.col("cop").cast(pl.Int64, strict=False)
+    answer = pl.when(correct.is_between(0, 3)).then(pl.concat_list(options).list.get(correct.clip(0, 3), null_on_oob=True))
+    return _benchmark_items(rows, stripped("id"), stripped("question"), _option_list(*options), answer)
+
+
+def pubmedqa_items(rows: pl.DataFrame) -> pl.DataFrame:
+    """qiaojin/PubMedQA (pqa_labeled): `pubid`, `question`, `long_answer` (the abstract's
+    conclusion, used as the answer text); yes/no/maybe decisions are not text worth indexing."""
+    return _benchmark_items(
+        rows,
+        text("pubid"),
+        stripped("question"),
+        pl.lit([], dtype=pl.List(pl.String)),
+        stripped("long_answer"),
+    )
+
+
+def mmlu_items(rows: pl.DataFrame) -> pl.DataFrame:
+    """cais/mmlu (one subject config): `question`, `choices` (list of 4), `answer` (index 0-3)."""
+    question = stripped("question")
+    choices = pl.col("choices").list.eval(pl.element().cast(pl.String, strict=False).str.strip_chars())
+    answer = choices.list.get(pl.col("answer").cast(pl.Int64, strict=False), null_on_oob=True)
+    return _benchmark_items(rows, content_id(question, choices.list.join("\x1e")), question, _option_list(*(choices.list.get(i, null_on_oob=True) for i in range(4))), answer)
