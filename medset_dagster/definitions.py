@@ -18,7 +18,12 @@ from typing import Mapping
 from dagster import Definitions, in_process_executor
 
 from medset_dagster.defs.automation import nightly_rebuild
-from medset_dagster.defs.dataset import curated_dataset_asset, curated_dataset_checks
+from medset_dagster.defs.dataset import (
+    QUALITY_ASSETS,
+    QUALITY_CHECKS,
+    curated_dataset_asset,
+    curated_dataset_checks,
+)
 from medset_dagster.defs.generation import (
     GENERATED_RECORD_ASSETS,
     GENERATION_TASK_ASSETS,
@@ -28,6 +33,7 @@ from medset_dagster.defs.profiles import active_profile, resources_for
 from medset_dagster.defs.release import HUB_RELEASE_SPEC, RELEASE_ASSETS
 from medset_dagster.defs.retrieval import RETRIEVAL_ASSETS, RETRIEVAL_CHECKS
 from medset_dagster.defs.sources import (
+    BENCHMARK_ITEM_ASSETS,
     EXCLUDED_SOURCE_SPECS,
     GENERATION_INPUT_ASSETS,
     HUB_OBSERVATIONS,
@@ -47,15 +53,17 @@ def make_definitions(profile: str, resource_overrides: Mapping[str, object] | No
             *HUB_OBSERVATIONS,
             *SOURCE_RECORD_ASSETS.values(),
             *GENERATION_INPUT_ASSETS.values(),
+            *BENCHMARK_ITEM_ASSETS.values(),
             *EXCLUDED_SOURCE_SPECS,
             *RETRIEVAL_ASSETS,
             *GENERATION_TASK_ASSETS,
             *GENERATED_RECORD_ASSETS.values(),
             CURATED_DATASET,
+            *QUALITY_ASSETS,
             *RELEASE_ASSETS,
             HUB_RELEASE_SPEC,
         ],
-        asset_checks=[*curated_dataset_checks(CURATED_DATASET), *RETRIEVAL_CHECKS],
+        asset_checks=[*curated_dataset_checks(CURATED_DATASET), *QUALITY_CHECKS, *RETRIEVAL_CHECKS],
         jobs=build_jobs([observation.key for observation in HUB_OBSERVATIONS], lambda: made[0].resolve_asset_graph()),
         sensors=[nightly_rebuild],
         resources=resources_for(profile, resource_overrides),

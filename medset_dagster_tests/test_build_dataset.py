@@ -43,6 +43,13 @@ FINAL = {
         "wiki_medical_terms": 17,
     },
 }
+# What the release holds after the quality stages: the planted benchmark overlaps are removed (one
+# row each from the two o1 sources, medicationqa, medqa and wiki; see sample_data/hub/BENCHMARKS.md);
+# under `published`, near-duplicate removal also takes the three pairs that policy's exact dedup keeps.
+RELEASED = {
+    "card": {**FINAL["card"], "medical_o1_reasoning_sft": 14, "medical_o1_verifiable_problem": 15, "medicationqa": 14, "medqa": 15, "wiki_medical_terms": 16},
+    "published": {**FINAL["published"], "medical_o1_reasoning_sft": 16, "medical_o1_verifiable_problem": 18, "medicationqa": 16, "medqa": 17, "wiki_medical_terms": 16},
+}
 # Rows of each generated source's Hub split as read (scenario draws for the RAG source), and the
 # items sent to the LLM after the input rules and dedup.
 ROWS_READ = {"medqa": 23, "wiki_medical_terms": 22, "symptom_to_diagnosis": 26, "extreme_firstaid_qa_dataset": 8}
@@ -59,6 +66,10 @@ def test_sample_build_gives_exact_counts_and_identical_bytes_twice(pipeline, ins
         assert funnel[source]["rows_read"] == rows, source
         assert funnel[source]["after_sample_cap"] == ITEMS_SENT[source], source
     assert funnel["TOTAL"]["final"] == sum(FINAL[policy].values())
+    released = {row["source"]: row for row in metadata_of(instance, "phi_scrubbed_dataset")["funnel_json"]}
+    assert released["TOTAL"]["after_length_filter"] == sum(FINAL[policy].values())
+    assert released["TOTAL"]["after_decontamination"] == released["TOTAL"]["after_near_dedup"] - 5
+    assert released["TOTAL"]["final"] == released["TOTAL"]["after_phi"] == sum(RELEASED[policy].values())
     release = pipeline.release.resolve()
     first = {p.name: p.read_bytes() for p in (release / "data").iterdir()}
     first_json = (release / "medical_training_dataset.json").read_bytes()
@@ -71,7 +82,8 @@ def test_sample_build_gives_exact_counts_and_identical_bytes_twice(pipeline, ins
     assert {p.name: p.read_bytes() for p in (pipeline.release / "data").iterdir()} == first
     assert (pipeline.release / "medical_training_dataset.json").read_bytes() == first_json
     rows = json.loads(first_json)
-    assert len(rows) == sum(FINAL[policy].values())
+    assert metadata_of(instance, "phi_scrubbed_dataset")["per_source_counts"] == RELEASED[policy]
+    assert len(rows) == sum(RELEASED[policy].values())
     assert list(rows[0]) == ["input", "context", "output", "source"]
     assert pl.read_parquet(pipeline.release / "data").height == len(rows)
 
@@ -155,3 +167,37 @@ def test_definitions_load_and_validate_and_groups_follow_the_stages():
     # The observed sources have a kind; the publish cannot be materialized in bulk.
     assert "huggingface" in graph.get(AssetKey(["hub_datasets", "medqa"])).kinds
     assert not graph.get(AssetKey("hub_release")).is_materializable
+
+
+def test_the_quality_stages_remove_the_planted_rows_and_the_card_says_so(pipeline, instance):
+    pipeline.observe_and_build(instance)
+    contaminated = pl.read_parquet(pipeline.storage.tables_dir / "contaminated_rows.parquet")
+    assert sorted(zip(contaminated["source"], contaminated["benchmark"], contaminated["field"])) == [
+        ("medical_o1_reasoning_sft", "medmcqa_validation", "output"),
+        ("medical_o1_verifiable_problem", "medqa_usmle_test", "input"),
+        ("medicationqa", "mmlu_clinical_knowledge", "output"),
+        ("medqa", "medqa_usmle_test", "input"),
+        ("wiki_medical_terms", "pubmedqa_labeled", "context"),
+    ]
+    findings = pl.read_parquet(pipeline.storage.tables_dir / "phi_findings.parquet")
+    assert findings.height == 5 and set(findings.columns) >= {"row_id", "kind", "start", "end"}
+    assert "text" not in findings.columns and "match" not in " ".join(findings.columns)
+    release = json.loads((pipeline.release / "medical_training_dataset.json").read_text())
+    texts = " ".join(r["input"] + r["context"] + r["output"] for r in release)
+    assert "[MRN]" in texts and "[PHONE]" in texts and "[EMAIL]" in texts
+    near = metadata_of(instance, "near_deduplicated_dataset")
+    assert near["removed"] == 0 and "largest_clusters" in near
+    checks = {
+        record.key.name: record.status.value
+        for key in ("near_deduplicated_dataset", "phi_scrubbed_dataset")
+        for record in [instance.get_latest_asset_check_evaluation_record(k) for k in
+                       make_definitions("sample").resolve_asset_graph().get_check_keys_for_assets({AssetKey(key)})]
+        if record is not None
+    }
+    assert checks == {"near_duplicate_source_loss": "SUCCEEDED", "no_benchmark_overlap": "SUCCEEDED", "no_phi_remaining": "SUCCEEDED"}
+    card = (pipeline.release / "README.md").read_text()
+    for heading in ("### Near-duplicates", "### Benchmark decontamination", "### Personal and health information"):
+        assert heading in card
+    assert "| `medicationqa` | 0 | 0 | 0 | 1 |" in card  # source x benchmark: mmlu_clinical_knowledge
+    manifest = json.loads((pipeline.release / "build.json").read_text())
+    assert manifest["quality"]["decontamination"]["removed"] == 5 and manifest["quality"]["phi"]["findings"] == 5

@@ -5,9 +5,16 @@ import polars as pl
 import pytest
 
 from medset_dagster.dataset import ngrams, quality
-from medset_dagster.dataset.near_duplicates import NearDuplicateConfig, remove_near_duplicates
+from medset_dagster.dataset.near_duplicates import (
+    NearDuplicateConfig,
+    remove_near_duplicates,
+)
 from medset_dagster.sources.mappers import REASONING_FORMAT
-from medset_dagster_tests.fixtures.sample_mirrors import DISASTER_GOOD, DISEASES_GOOD, REASONING_EN_GOOD
+from medset_dagster_tests.fixtures.sample_mirrors import (
+    DISASTER_GOOD,
+    DISEASES_GOOD,
+    REASONING_EN_GOOD,
+)
 
 
 def test_vectorised_tokens_and_ngrams_equal_the_reference_on_awkward_text():

@@ -9,8 +9,16 @@ import polars as pl
 import pytest
 
 from medset_dagster.dataset import phi, quality
+from medset_dagster.dataset.phi import (
+    FINDINGS_SCHEMA,
+    PhiConfig,
+    apply_phi_policy,
+    scan,
+    scan_and_apply,
+    scan_chunks,
+    scan_text,
+)
 from medset_dagster_tests.fixtures import sample_benchmarks, sample_mirrors
-from medset_dagster.dataset.phi import FINDINGS_SCHEMA, PhiConfig, apply_phi_policy, scan, scan_and_apply, scan_chunks, scan_text
 
 FOUND = [
     ("Please email the results to jane.doe@example.org before Friday.", [("EMAIL", "jane.doe@example.org")]),

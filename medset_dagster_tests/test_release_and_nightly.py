@@ -61,7 +61,17 @@ def stale(pipeline, instance) -> set[str]:
     return {key.to_user_string() for key in stale_assets(instance, graph, keys)}
 
 
-DOWNSTREAM_OF_DISEASES = {"source_records/diseases_symptoms", "curated_dataset", "release_files", "dataset_card"}
+QUALITY_AND_RELEASE = {
+    "near_deduplicated_dataset",
+    "near_duplicates",
+    "decontaminated_dataset",
+    "contaminated_rows",
+    "phi_scrubbed_dataset",
+    "phi_findings",
+    "release_files",
+    "dataset_card",
+}
+DOWNSTREAM_OF_DISEASES = {"source_records/diseases_symptoms", "curated_dataset", *QUALITY_AND_RELEASE}
 
 
 def test_a_source_edit_rebuilds_exactly_its_downstream_and_a_quiet_night_nothing(tmp_path, ollama, instance):
@@ -101,9 +111,31 @@ def test_the_nightly_observation_is_requested_at_two_utc(tmp_path, ollama, insta
     night = evaluate_automation_conditions(
         defs=pipeline.defs, instance=instance, cursor=first.cursor, evaluation_time=one_am + datetime.timedelta(hours=1, minutes=1)
     )
-    assert requested(night) == {f"hub_datasets/{s}" for s in (
-        "medical_o1_verifiable_problem", "medical_o1_reasoning_sft", "medqa", "wiki_medical_terms", "symptom_to_diagnosis",
-        "synthetic_disaster_reports", "medicationqa", "diseases_symptoms", "first_aid_dataset")}
+    from medset_dagster.sources.registry import benchmark_sources, hub_sources
+
+    assert requested(night) == {f"hub_datasets/{s.source_id}" for s in (*hub_sources(), *benchmark_sources())}
+
+
+def test_a_benchmark_change_reruns_decontamination_and_its_downstream_only(tmp_path, ollama, instance):
+    pipeline = small_pipeline(tmp_path, ollama.url)
+    pipeline.observe_and_build(instance)
+    cursor = evaluate_automation_conditions(defs=pipeline.defs, instance=instance).cursor
+    test_file = pipeline.mirrors / "GBaker" / "MedQA-USMLE-4-options" / "phrases_no_exclude_test.jsonl"
+    test_file.write_bytes(test_file.read_bytes().replace(b"year-old", b"year old", 1))
+    pipeline.observe(instance)
+    calls = ollama.calls
+    rebuilt, _ = settle(pipeline, instance, cursor)
+    assert rebuilt == {
+        "benchmark_items/medqa_usmle_test",
+        "benchmark_index",
+        "decontaminated_dataset",
+        "contaminated_rows",
+        "phi_scrubbed_dataset",
+        "phi_findings",
+        "release_files",
+        "dataset_card",
+    }
+    assert ollama.calls == calls
 
 
 def test_a_generation_input_change_regenerates_only_that_task(tmp_path, ollama, instance):
@@ -123,8 +155,7 @@ def test_a_generation_input_change_regenerates_only_that_task(tmp_path, ollama, 
         "symptom_diagnoses",
         "generated_records/symptom_to_diagnosis",
         "curated_dataset",
-        "release_files",
-        "dataset_card",
+        *QUALITY_AND_RELEASE,
     }
     new = [r for r in ollama.requests if r.path == "/api/chat"][chats:]
     assert len(new) == 1 and "rash and pain behind my eyes" in json.dumps(new[0].body)
@@ -155,7 +186,7 @@ def test_changing_one_prompt_regenerates_that_task_only(tmp_path, ollama, instan
     importlib.reload(definitions)
     changed_pipeline = pipeline.with_resources()
     try:
-        expected = {"symptom_diagnoses", "generated_records/symptom_to_diagnosis", "curated_dataset", "release_files", "dataset_card"}
+        expected = {"symptom_diagnoses", "generated_records/symptom_to_diagnosis", "curated_dataset", *QUALITY_AND_RELEASE}
         assert stale(changed_pipeline, instance) == {"symptom_diagnoses"}
         rebuilt, _ = settle(changed_pipeline, instance, cursor)
         assert rebuilt == expected

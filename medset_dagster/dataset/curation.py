@@ -27,6 +27,9 @@ Policy = Literal["card", "published"]
 SOURCE_STAGES = ("rows_read", "after_mapping", "after_source_dedup", "after_sample_cap", "after_generation")
 CURATION_STAGES = ("after_field_bounds", "after_global_dedup", "after_length_filter", "final")
 FUNNEL_STAGES = SOURCE_STAGES + CURATION_STAGES
+# The quality stages after curation (dataset/quality_funnel.py), and the whole funnel in order.
+QUALITY_STAGES = ("after_near_dedup", "after_decontamination", "after_phi")
+RELEASE_FUNNEL_STAGES = FUNNEL_STAGES[:-1] + QUALITY_STAGES + ("final",)
 # What each stage counts, one sentence each, for the card and the UI.
 STAGE_MEANINGS = {
     "rows_read": "rows of the source's train split as loaded (for the RAG source: scenario draws)",
@@ -37,6 +40,9 @@ STAGE_MEANINGS = {
     "after_field_bounds": "after the hard bound on each field's size (every policy)",
     "after_global_dedup": "after the card policy's dedup on normalised (input, output) across sources",
     "after_length_filter": "after the card policy's length bounds on input and output",
+    "after_near_dedup": "after near-duplicate removal (MinHash over word n-grams, across sources)",
+    "after_decontamination": "after removing rows that overlap a benchmark's test items",
+    "after_phi": "after the personal-information policy (redaction keeps the row; drop removes it)",
     "final": "rows of this source in the release",
 }
 

@@ -25,7 +25,13 @@ import numpy as np
 import polars as pl
 
 from medset_dagster.common import markdown
-from medset_dagster.dataset.ngrams import iter_batches, map_batches, ngram_hashes, segment_tokens, tokens_expr
+from medset_dagster.dataset.ngrams import (
+    iter_batches,
+    map_batches,
+    ngram_hashes,
+    segment_tokens,
+    tokens_expr,
+)
 
 ITEM_COLUMNS = ("benchmark", "item_id", "question", "options", "answer")
 CONTAMINATED_SCHEMA: dict[str, pl.DataType] = {

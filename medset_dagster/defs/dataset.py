@@ -11,31 +11,55 @@ from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
     AssetIn,
+    AssetOut,
     AssetsDefinition,
     Config,
     ConfigurableResource,
     DataVersion,
     MaterializeResult,
     MetadataValue,
+    Nothing,
     asset,
     asset_check,
+    multi_asset,
 )
 
-from medset_dagster.dataset import curation, quality
+from medset_dagster.common import markdown
+from medset_dagster.dataset import (
+    curation,
+    decontamination,
+    near_duplicates,
+    ngrams,
+    phi,
+    quality,
+)
 from medset_dagster.dataset.curation import (
+    RELEASE_FUNNEL_STAGES,
     SOURCE_STAGES,
     CurationPolicy,
     curate,
     funnel_markdown,
     funnel_table,
 )
+from medset_dagster.dataset.decontamination import DecontaminationConfig, build_index
+from medset_dagster.dataset.near_duplicates import (
+    NearDuplicateConfig,
+    remove_near_duplicates,
+)
+from medset_dagster.dataset.phi import PhiConfig, scan_and_apply
+from medset_dagster.dataset.quality_funnel import FUNNEL_COLUMNS, quality_funnel
+from medset_dagster.dataset.records import markdown_preview
 from medset_dagster.defs.automation import REBUILD_WHEN_STALE
 from medset_dagster.defs.metadata import (
     latest_metadata,
     latest_observation,
     table_metadata,
 )
-from medset_dagster.defs.sources import frame_version, observation_key
+from medset_dagster.defs.sources import (
+    BENCHMARK_ITEM_ASSETS,
+    frame_version,
+    observation_key,
+)
 from medset_dagster.defs.versions import code_version
 from medset_dagster.sources.registry import SourceSpec, dataset_sources
 
@@ -73,14 +97,41 @@ class CurationConfig(Config):
 
 
 class QualityGates(ConfigurableResource):
-    """Thresholds of the blocking checks that guard a release.
+    """Settings of the quality stages and thresholds of the blocking checks that guard a release.
 
-    `acknowledge_shrink`: source ids whose fall below the last release is expected (the check
-    then passes for them and says so).
+    - `max_source_drop_share`, `acknowledge_shrink`: a source may not fall more than this share
+      below the last release that passed its checks, unless listed (the check then says so);
+    - near-duplicates: word `near_dup_ngram`-grams, Jaccard `near_dup_threshold`; a source may lose
+      at most `max_near_dup_source_loss` of its rows unless in `acknowledge_near_dup_loss`;
+    - decontamination: `decontamination_ngram` tokens (13, as GPT-3); with
+      `decontamination_min_match_ratio` above 0, the share of an item's n-grams a field must hold
+      (the 8-gram variant: ngram 8, ratio 0.5);
+    - PHI: `phi_policy` `redact` (typed placeholders) or `drop`.
     """
 
     max_source_drop_share: float = 0.5
     acknowledge_shrink: list[str] = []
+    near_dup_ngram: int = 5
+    near_dup_threshold: float = 0.8
+    max_near_dup_source_loss: float = 0.2
+    acknowledge_near_dup_loss: list[str] = []
+    decontamination_ngram: int = 13
+    decontamination_min_match_ratio: float = 0.0
+    phi_policy: Literal["redact", "drop"] = "redact"
+
+    def near_duplicates(self) -> NearDuplicateConfig:
+        return NearDuplicateConfig(
+            ngram=self.near_dup_ngram,
+            threshold=self.near_dup_threshold,
+            max_source_loss=self.max_near_dup_source_loss,
+            acknowledged_sources=tuple(self.acknowledge_near_dup_loss),
+        )
+
+    def decontamination(self) -> DecontaminationConfig:
+        return DecontaminationConfig(ngram=self.decontamination_ngram, min_match_ratio=self.decontamination_min_match_ratio)
+
+    def phi(self) -> PhiConfig:
+        return PhiConfig(policy=self.phi_policy)
 
 
 def curated_dataset_asset(record_assets: Sequence[tuple[SourceSpec, AssetsDefinition]]) -> AssetsDefinition:
@@ -185,3 +236,257 @@ def curated_dataset_checks(curated: AssetsDefinition) -> list:
         return _gate(quality.source_counts_steady(current, previous, quality_gates.max_source_drop_share, quality_gates.acknowledge_shrink))
 
     return [exact_schema, registered_sources, no_duplicates, length_bounds, field_bounds, no_empty_fields, source_counts_steady]
+
+
+# --- the quality stages: near-duplicates, benchmark decontamination, PHI ---------------------------
+
+NEAR_DEDUPLICATED, DECONTAMINATED, PHI_SCRUBBED = "near_deduplicated_dataset", "decontaminated_dataset", "phi_scrubbed_dataset"
+BENCHMARK_INDEX = "benchmark_index"
+# The dataset the release is made from.
+RELEASE_DATASET = PHI_SCRUBBED
+
+
+def with_row_ids(dataset: pl.DataFrame) -> pl.DataFrame:
+    """`row_id` (String, 16 hex characters): a hash of the row's four fields, unique per row
+    (curation removed exact duplicates under both policies' keys; a repeat gets its position)."""
+    digest = pl.concat_str(RECORD_FIELDS, separator="\x1f").hash(seed=7).cast(pl.String)
+    ids = pl.format("{}-{}", digest, pl.int_range(pl.len()).over(digest))
+    return dataset.with_columns(ids.alias("row_id"))
+
+
+RECORD_FIELDS = [pl.col(c) for c in ("input", "context", "output", "source")]
+@multi_asset(
+    outs={
+        NEAR_DEDUPLICATED: AssetOut(
+            group_name="dataset",
+            kinds={"polars", "parquet"},
+            description="The curated dataset without near-duplicates; one row kept per cluster (source priority, then first occurrence).",
+            code_version=code_version(near_duplicates, ngrams),
+            automation_condition=REBUILD_WHEN_STALE,
+        ),
+        "near_duplicates": AssetOut(
+            group_name="dataset",
+            kinds={"polars", "parquet"},
+            description=(
+                "Rows removed as near-duplicates (MinHash LSH over word n-grams of input and output): cluster id, "
+                "the kept row's id and source, the estimated Jaccard similarity."
+            ),
+            code_version=code_version(near_duplicates, ngrams),
+            automation_condition=REBUILD_WHEN_STALE,
+        ),
+    },
+    ins={"curated_dataset": AssetIn(key=CURATED_DATASET)},
+    can_subset=False,
+)
+def near_deduplication(context: AssetExecutionContext, quality_gates: QualityGates, curated_dataset: pl.DataFrame):
+    started = time.perf_counter()
+    result = remove_near_duplicates(with_row_ids(curated_dataset), quality_gates.near_duplicates())
+    stats = result.stats
+    yield MaterializeResult(
+        asset_key=NEAR_DEDUPLICATED,
+        value=result.kept,
+        metadata={
+            **table_metadata(result.kept.drop("row_id")),
+            "removed": stats["removed"],
+            "clusters": stats["clusters"],
+            **{f"removed/{source}": int(n) for source, n in sorted(stats["removed_by_source"].items())},
+            "removals_by_source": MetadataValue.md(near_duplicates.removals_markdown(stats)),
+            "largest_clusters": MetadataValue.md(near_duplicates.clusters_markdown(stats["largest_clusters"])),
+            "stats": MetadataValue.json(_json_safe(stats)),
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+        data_version=DataVersion(frame_version(result.kept)),
+    )
+    yield MaterializeResult(
+        asset_key="near_duplicates",
+        value=result.near_duplicates,
+        metadata={"dagster/row_count": result.near_duplicates.height, "preview": MetadataValue.md(markdown_preview(result.near_duplicates))},
+        data_version=DataVersion(frame_version(result.near_duplicates)),
+    )
+
+
+def _json_safe(value):
+    """Stats as JSON-able values (numpy numbers become Python numbers)."""
+    import json
+
+    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+
+
+@asset_check(asset=NEAR_DEDUPLICATED, blocking=True, description="No source lost more than the configured share of its rows to near-duplicates.")
+def near_duplicate_source_loss(context, quality_gates: QualityGates) -> AssetCheckResult:
+    stats = latest_metadata(context.instance, NEAR_DEDUPLICATED).get("stats", {})
+    return _gate(quality.near_duplicate_source_loss(stats, quality_gates.max_near_dup_source_loss, quality_gates.acknowledge_near_dup_loss))
+
+
+@multi_asset(
+    outs={
+        DECONTAMINATED: AssetOut(
+            group_name="dataset",
+            kinds={"polars", "parquet"},
+            description="The dataset without rows that share an n-gram (13 tokens by default) with a benchmark's test item.",
+            code_version=code_version(decontamination, ngrams),
+            automation_condition=REBUILD_WHEN_STALE,
+        ),
+        "contaminated_rows": AssetOut(
+            group_name="dataset",
+            kinds={"polars", "parquet"},
+            description="Rows removed as benchmark contamination: the benchmark, the item id, the field and the matched span.",
+            code_version=code_version(decontamination, ngrams),
+            automation_condition=REBUILD_WHEN_STALE,
+        ),
+    },
+    ins={NEAR_DEDUPLICATED: AssetIn(key=NEAR_DEDUPLICATED), BENCHMARK_INDEX: AssetIn(key=BENCHMARK_INDEX)},
+    can_subset=False,
+)
+def decontamination_stage(context: AssetExecutionContext, quality_gates: QualityGates, **inputs: pl.DataFrame):
+    started = time.perf_counter()
+    rows = inputs[NEAR_DEDUPLICATED]
+    config = quality_gates.decontamination()
+    index = build_index(inputs[BENCHMARK_INDEX], n=config.ngram)
+    result = decontamination.decontaminate(rows, index, config)
+    benchmarks = sorted(BENCHMARK_ITEM_ASSETS)
+    yield MaterializeResult(
+        asset_key=DECONTAMINATED,
+        value=result.kept,
+        metadata={
+            **table_metadata(result.kept.drop("row_id")),
+            "removed": result.stats["removed"],
+            **{f"removed/{source}": int(n) for source, n in sorted(result.stats["removed_by_source"].items())},
+            "source_x_benchmark": MetadataValue.md(decontamination.source_benchmark_markdown(result.contaminated_rows, benchmarks)),
+            "benchmarks": MetadataValue.md(decontamination.stats_markdown(result.stats)),
+            "stats": MetadataValue.json(_json_safe(result.stats)),
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+        data_version=DataVersion(frame_version(result.kept)),
+    )
+    yield MaterializeResult(
+        asset_key="contaminated_rows",
+        value=result.contaminated_rows,
+        metadata={"dagster/row_count": result.contaminated_rows.height, "preview": MetadataValue.md(markdown_preview(result.contaminated_rows))},
+        data_version=DataVersion(frame_version(result.contaminated_rows)),
+    )
+
+
+BENCHMARK_COLUMNS = ["benchmark", "item_id", "question", "options", "answer"]
+
+
+@asset(
+    name=BENCHMARK_INDEX,
+    ins={source: AssetIn(key=asset_def.key) for source, asset_def in BENCHMARK_ITEM_ASSETS.items()},
+    group_name="dataset",
+    kinds={"polars", "parquet"},
+    description=(
+        "Every benchmark test item (benchmark, item_id, question, options, answer) the dataset is decontaminated "
+        "against: MedQA, MedMCQA, PubMedQA and the medical subsets of MMLU."
+    ),
+    code_version=code_version(decontamination),
+    automation_condition=REBUILD_WHEN_STALE,
+)
+def benchmark_index(context: AssetExecutionContext, quality_gates: QualityGates, **items: pl.DataFrame) -> MaterializeResult:
+    frame = pl.concat([items[source].select(BENCHMARK_COLUMNS) for source in sorted(items)], how="vertical_relaxed")
+    summary = build_index(frame, n=quality_gates.decontamination_ngram).summary()
+    rows = [(name, s["items"], s["items_indexed"], s["ngrams"]) for name, s in summary.items()]
+    return MaterializeResult(
+        value=frame,
+        metadata={
+            "dagster/row_count": frame.height,
+            "benchmarks": MetadataValue.md(markdown.table(["benchmark", "items", "items with an n-gram", "n-grams"], rows)),
+            **{f"items/{name}": s["items"] for name, s in summary.items()},
+        },
+        data_version=DataVersion(frame_version(frame.select("benchmark", "item_id", "question"))),
+    )
+
+
+@multi_asset(
+    outs={
+        PHI_SCRUBBED: AssetOut(
+            group_name="dataset",
+            kinds={"polars", "parquet"},
+            description="The dataset after the PHI/PII scan: findings redacted with typed placeholders ([PHONE]...) or rows dropped, by policy.",
+            code_version=code_version(phi),
+            automation_condition=REBUILD_WHEN_STALE,
+        ),
+        "phi_findings": AssetOut(
+            group_name="dataset",
+            kinds={"polars", "parquet"},
+            description="Every PHI/PII finding: row id, field, kind, span offsets and recognizer; never the matched text.",
+            code_version=code_version(phi),
+            automation_condition=REBUILD_WHEN_STALE,
+        ),
+    },
+    ins={DECONTAMINATED: AssetIn(key=DECONTAMINATED), "curated_dataset": AssetIn(key=CURATED_DATASET, dagster_type=Nothing)},
+    can_subset=False,
+)
+def phi_scan(context: AssetExecutionContext, quality_gates: QualityGates, **inputs: pl.DataFrame):
+    started = time.perf_counter()
+    config = quality_gates.phi()
+    result = scan_and_apply(inputs[DECONTAMINATED], config)
+    near = latest_metadata(context.instance, NEAR_DEDUPLICATED).get("stats", {})
+    decon = latest_metadata(context.instance, DECONTAMINATED).get("stats", {})
+    curated = latest_metadata(context.instance, CURATED_DATASET)
+    funnel = full_funnel(curated.get("funnel_json", []), quality_funnel(near, decon, result.stats), result.kept)
+    per_source = {row["source"]: row["final"] for row in funnel if row["source"] != "TOTAL"}
+    yield MaterializeResult(
+        asset_key=PHI_SCRUBBED,
+        value=result.kept,
+        metadata={
+            **table_metadata(result.kept.drop("row_id")),
+            "policy": config.policy,
+            "findings": result.stats["findings"],
+            "rows_with_findings": result.stats["rows_with_findings"],
+            "findings_by_source_and_kind": MetadataValue.md(phi.findings_markdown(result.stats)),
+            "stats": MetadataValue.json(_json_safe(result.stats)),
+            "funnel": MetadataValue.md(funnel_markdown(pl.DataFrame(funnel).select("source", *RELEASE_FUNNEL_STAGES))),
+            "funnel_json": MetadataValue.json(funnel),
+            "per_source_counts": MetadataValue.json(per_source),
+            **{f"rows/{source}": count for source, count in sorted(per_source.items())},
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+        data_version=DataVersion(frame_version(result.kept)),
+    )
+    yield MaterializeResult(
+        asset_key="phi_findings",
+        value=result.phi_findings,
+        metadata={"dagster/row_count": result.phi_findings.height, "preview": MetadataValue.md(markdown_preview(result.phi_findings))},
+        data_version=DataVersion(frame_version(result.phi_findings)),
+    )
+
+
+def full_funnel(curated_funnel: list[dict], quality: pl.DataFrame, final: pl.DataFrame) -> list[dict]:
+    """The curated dataset's funnel with the quality stages' columns, and `final` recounted on the
+    dataset that is released; one dict per source, then TOTAL."""
+    stages = {row["source"]: row for row in quality.to_dicts()}
+    counts = dict(final.group_by("source").len().iter_rows()) if final.height else {}
+    rows = []
+    for row in curated_funnel:
+        if row["source"] == "TOTAL":
+            continue
+        merged = {k: v for k, v in row.items() if k != "final"}
+        before = merged.get("after_length_filter", 0)
+        for column in FUNNEL_COLUMNS:
+            merged[column] = int(stages.get(row["source"], {}).get(column, before))
+        merged["final"] = int(counts.get(row["source"], 0))
+        rows.append(merged)
+    if rows:
+        rows.append({"source": "TOTAL", **{k: sum(r[k] for r in rows) for k in rows[0] if k != "source"}})
+    return rows
+
+
+@asset_check(
+    asset=PHI_SCRUBBED,
+    blocking=True,
+    description="No release row shares an n-gram with a benchmark test item.",
+    additional_ins={"benchmark_index": AssetIn(key=BENCHMARK_INDEX)},
+)
+def no_benchmark_overlap(quality_gates: QualityGates, phi_scrubbed_dataset: pl.DataFrame, benchmark_index: pl.DataFrame) -> AssetCheckResult:
+    config = quality_gates.decontamination()
+    return _gate(quality.no_benchmark_overlap(phi_scrubbed_dataset, build_index(benchmark_index, n=config.ngram), config))
+
+
+@asset_check(asset=PHI_SCRUBBED, blocking=True, description="No PHI/PII finding remains in the release under the active policy.")
+def no_phi_remaining(quality_gates: QualityGates, phi_scrubbed_dataset: pl.DataFrame) -> AssetCheckResult:
+    return _gate(quality.no_phi_remaining(phi_scrubbed_dataset, quality_gates.phi()))
+
+
+QUALITY_ASSETS = [near_deduplication, benchmark_index, decontamination_stage, phi_scan]
+QUALITY_CHECKS = [near_duplicate_source_loss, no_benchmark_overlap, no_phi_remaining]

@@ -82,7 +82,12 @@ def resources_for(profile: str, overrides: Mapping[str, object] | None = None) -
     elif profile == "full":
         resources = {
             **common,
-            "hub_datasets": HubDatasets(mirror_root=None, token=_env("HF_TOKEN"), track=_list_env("MEDSET_TRACK_SOURCES")),
+            "hub_datasets": HubDatasets(
+                mirror_root=None,
+                token=_env("HF_TOKEN"),
+                track=_list_env("MEDSET_TRACK_SOURCES"),
+                pins_file=str(storage.root / "pins" / "hub_revisions.json"),
+            ),
             "document_corpus": DocumentCorpus(documents="full"),
             "embedder": EmbedderResource(backend="cohere", api_key=_env("COHERE_API_KEY"), base_url=_env("COHERE_BASE_URL")),
             "generator_backend": _generator(default="ollama"),

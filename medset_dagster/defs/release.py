@@ -35,6 +35,12 @@ from dagster import (
 from medset_dagster.common.files import NoSpaceLeftError
 from medset_dagster.dataset.curation import CurationPolicy
 from medset_dagster.defs.automation import REBUILD_WHEN_STALE
+from medset_dagster.defs.dataset import (
+    DECONTAMINATED,
+    NEAR_DEDUPLICATED,
+    PHI_SCRUBBED,
+    RELEASE_DATASET,
+)
 from medset_dagster.defs.metadata import files_table, latest_metadata
 from medset_dagster.defs.resources import PipelineStorage
 from medset_dagster.defs.staleness import release_blockers
@@ -88,24 +94,24 @@ class ReleaseConfig(Config):
 
 @asset(
     group_name="release",
-    ins={"curated_dataset": AssetIn()},
+    ins={"dataset": AssetIn(key=RELEASE_DATASET)},
     kinds={"parquet", "json"},
     description="The release's data: `data/train-*.parquet` shards in the Hub layout and the JSON array, in a new release folder.",
     code_version=code_version(export),
     automation_condition=REBUILD_WHEN_STALE,
 )
-def release_files(context: AssetExecutionContext, config: ReleaseConfig, storage: PipelineStorage, curated_dataset: pl.DataFrame):
+def release_files(context: AssetExecutionContext, config: ReleaseConfig, storage: PipelineStorage, dataset: pl.DataFrame):
     folder = new_release_folder(storage.releases_dir, context.run_id)
     try:
-        files = export.write_release_data(curated_dataset, folder, config.max_rows_per_shard)
+        files = export.write_release_data(dataset, folder, config.max_rows_per_shard)
     except NoSpaceLeftError as error:
         raise Failure(str(error), allow_retries=False) from error
     listing = pl.DataFrame([(str(folder), f.path, f.bytes, f.sha256) for f in files], schema=FILES_SCHEMA, orient="row")
-    per_source = dict(curated_dataset.group_by("source").len().sort("source").iter_rows())
+    per_source = dict(dataset.group_by("source").len().sort("source").iter_rows())
     return MaterializeResult(
         value=listing,
         metadata={
-            "dagster/row_count": curated_dataset.height,
+            "dagster/row_count": dataset.height,
             "files": files_table((f.path, f.bytes, f.sha256) for f in files),
             "release_dir": MetadataValue.path(str(folder)),
             "shards": len(files) - 1,
@@ -145,7 +151,7 @@ def _generation_info(facts: dict, funnel: dict) -> GenerationInfo | None:
 
 @asset(
     group_name="release",
-    ins={"curated_dataset": AssetIn(), "release_files": AssetIn(), "emergency_care_documents": AssetIn()},
+    ins={"dataset": AssetIn(key=RELEASE_DATASET), "release_files": AssetIn(), "emergency_care_documents": AssetIn()},
     deps=["pdf_chunks", "faiss_index"],
     kinds={"markdown"},
     description="The dataset card (README.md with charts) and build.json, after a licence check; then the release folder becomes current.",
@@ -156,15 +162,16 @@ def dataset_card(
     context: AssetExecutionContext,
     release_settings: ReleaseSettings,
     storage: PipelineStorage,
-    curated_dataset: pl.DataFrame,
+    dataset: pl.DataFrame,
     release_files: pl.DataFrame,
     emergency_care_documents: pl.DataFrame,
 ) -> MaterializeResult:
     folder = release_files["release_dir"][0]
     curated = latest_metadata(context.instance, "curated_dataset")
-    counts = {source: rows for source, rows in curated["per_source_counts"].items() if rows}
+    released = latest_metadata(context.instance, RELEASE_DATASET)
+    counts = {source: rows for source, rows in released["per_source_counts"].items() if rows}
     facts = curated.get("source_facts", {})
-    funnel = {row["source"]: row for row in curated["funnel_json"]}
+    funnel = {row["source"]: row for row in released["funnel_json"]}
     specs = dataset_sources()
     rag = [spec.source_id for spec in specs if spec.role == "rag"]
     licences = {spec.source_id: spec.licence for spec in sorted(specs, key=lambda s: s.source_id) if spec.source_id in counts}
@@ -217,7 +224,8 @@ def dataset_card(
         licence=decision,
         sources=sources,
         excluded=[ExcludedSource(s.source_id, s.hub_repo, s.excluded_reason or "") for s in excluded_sources()],
-        funnel=curated["funnel_json"],
+        funnel=released["funnel_json"],
+        quality=quality_facts(context.instance),
         policy=policy,
         generation=generation,
         retrieval=retrieval,
@@ -225,7 +233,7 @@ def dataset_card(
         profile=release_settings.profile,
     )
     try:
-        written = render_card(inputs, curated_dataset, folder)
+        written = render_card(inputs, dataset.drop("row_id", strict=False), folder)
         manifest = build_manifest.build_manifest(
             release_dir=folder,
             version="1",
@@ -235,7 +243,8 @@ def dataset_card(
             documents=document_rows,
             generation=generation,
             retrieval=retrieval,
-            rows=curated_dataset.height,
+            rows=dataset.height,
+            quality=inputs.quality,
             dagster_run_id=context.run_id,
         )
         write_manifest(manifest, folder)
@@ -257,6 +266,19 @@ def dataset_card(
         },
         data_version=DataVersion(manifest.content_hash),
     )
+
+
+def quality_facts(instance) -> dict:
+    """What the quality stages removed, as the card and build.json state it: near-duplicates,
+    decontamination (source x benchmark), PHI findings (source x kind, never the text)."""
+    near = latest_metadata(instance, NEAR_DEDUPLICATED).get("stats", {})
+    decon = latest_metadata(instance, DECONTAMINATED).get("stats", {})
+    found = latest_metadata(instance, PHI_SCRUBBED).get("stats", {})
+    return {
+        "near_duplicates": {k: near.get(k) for k in ("removed", "clusters", "removed_by_source", "largest_clusters", "params")},
+        "decontamination": {k: decon.get(k) for k in ("removed", "removed_by_source", "removed_by_source_benchmark", "index", "params")},
+        "phi": {k: found.get(k) for k in ("policy", "findings", "rows_with_findings", "rows_redacted", "rows_dropped", "findings_by_source_kind")},
+    }
 
 
 HUB_RELEASE_SPEC = AssetSpec(

@@ -9,6 +9,7 @@ Each factory takes the registry entry and keeps it with the asset it builds.
 """
 
 
+import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from dagster import (
     observable_source_asset,
 )
 
-from medset_dagster.common.files import is_no_space
+from medset_dagster.common.files import atomic_write_text, is_no_space
 from medset_dagster.common.hashing import sha256_text
 from medset_dagster.defs.automation import NIGHTLY_OBSERVATION, REBUILD_WHEN_STALE
 from medset_dagster.defs.metadata import (
@@ -60,6 +61,7 @@ from medset_dagster.sources.loading import (
 )
 from medset_dagster.sources.registry import (
     SourceSpec,
+    benchmark_sources,
     excluded_sources,
     generation_input_sources,
     hub_sources,
@@ -101,21 +103,44 @@ class HubDatasets(ConfigurableResource):
         head = current_revision(spec.hub_repo, token=self.token, endpoint=self.endpoint)
         if self.policy(spec) == "track":
             return head, {"hub_head": head, "revision_pinned": spec.revision, "policy": "track"}
-        moved = head != spec.revision
-        return spec.revision, {
+        pinned = self.pinned_revision(spec, head)
+        moved = head != pinned
+        return pinned, {
             "hub_head": head,
-            "revision_pinned": spec.revision,
+            "revision_pinned": pinned,
             "policy": "pinned",
             "upstream_moved": moved,
-            "note": f"The Hub is at {head[:12]}; the pinned {spec.revision[:12]} is still loaded."
+            "note": f"The Hub is at {head[:12]}; the pinned {pinned[:12]} is still loaded."
             if moved
             else "The Hub is at the pinned revision.",
         }
 
+    pins_file: Optional[str] = None
+
+    def pinned_revision(self, spec: SourceSpec, head: str | None = None) -> str:
+        """The registry's pin; for a source pinned by first observation (`pinned_by`), the head seen
+        the first time, recorded in `pins_file` (like the PDFs' pins) and kept from then on."""
+        if spec.revision or spec.pinned_by == "registry":
+            if not spec.revision:
+                raise SourceError(f"{spec.source_id}: the registry pins no revision; set `revision` in medset_dagster/sources/registry.py")
+            return spec.revision
+        if not self.pins_file:
+            raise SourceError(f"{spec.source_id} is pinned by first observation but HubDatasets.pins_file is not set")
+        path = Path(self.pins_file)
+        pins = json.loads(path.read_text()) if path.is_file() else {}
+        if spec.source_id not in pins:
+            if head is None:
+                raise SourceError(f"{spec.source_id} is pinned by first observation: observe hub_datasets/{spec.source_id} first")
+            pins[spec.source_id] = {"hub_repo": spec.hub_repo, "revision": head}
+            atomic_write_text(path, json.dumps(pins, indent=2, sort_keys=True) + "\n")
+        return pins[spec.source_id]["revision"]
+
     def revision_to_load(self, spec: SourceSpec, observed: str | None) -> str | None:
         """The Hub revision a load reads: the pin, or (policy `track`) the latest observed head."""
-        if self.is_local or self.policy(spec) == "pinned":
+        if self.is_local:
             return spec.revision
+        if self.policy(spec) == "pinned":
+            return self.pinned_revision(spec)
         if observed is None:
             raise SourceError(f"{spec.source_id} tracks the Hub's newest revision: observe hub_datasets/{spec.source_id} first")
         return observed
@@ -193,11 +218,16 @@ class SourceOutput:
 
 RECORDS = SourceOutput("source_records", "mapped to input/context/output/source", with_source)
 GENERATION_INPUTS = SourceOutput("generation_inputs", "normalised into items for its generation task", with_item_ids)
+BENCHMARK_ITEMS = SourceOutput(
+    "benchmark_items",
+    "mapped to benchmark items (item_id, question, options, answer) for decontamination",
+    lambda frame, source_id: frame.with_columns(pl.lit(source_id).alias("benchmark")),
+)
 
 
 def hub_source_asset(spec: SourceSpec, output: SourceOutput) -> AssetsDefinition:
     """`<output.key_prefix>/<source_id>`: the source loaded, mapped, its drops counted, deduped."""
-    target = f"`{spec.task}`" if spec.task else "the curated dataset"
+    target = f"`{spec.task}`" if spec.task else "decontamination" if spec.role == "benchmark" else "the curated dataset"
 
     @asset(
         name=spec.source_id,
@@ -262,12 +292,13 @@ def hub_source_asset(spec: SourceSpec, output: SourceOutput) -> AssetsDefinition
 def frame_version(frame: pl.DataFrame) -> str:
     """A content hash of a table: equal rows give an equal data version, so nothing downstream
     turns stale when a rebuild changed nothing."""
-    return sha256_text(frame.write_csv())[:24]
+    return sha256_text(frame.write_ndjson())[:24]
 
 
-HUB_OBSERVATIONS = [hub_dataset_observation(spec) for spec in hub_sources()]
+HUB_OBSERVATIONS = [hub_dataset_observation(spec) for spec in (*hub_sources(), *benchmark_sources())]
 SOURCE_RECORD_ASSETS = {spec.source_id: hub_source_asset(spec, RECORDS) for spec in record_sources()}
 GENERATION_INPUT_ASSETS = {spec.source_id: hub_source_asset(spec, GENERATION_INPUTS) for spec in generation_input_sources()}
+BENCHMARK_ITEM_ASSETS = {spec.source_id: hub_source_asset(spec, BENCHMARK_ITEMS) for spec in benchmark_sources()}
 
 # Named on the card, never loaded: shown in the UI with the reason rather than left as silent gaps.
 EXCLUDED_SOURCE_SPECS = [

@@ -212,6 +212,7 @@ class BuildManifest:
     dagster_run_id: str | None
     created_at: str | None
     lock_file_sha256: str | None
+    quality: dict[str, Any] | None
     files: dict[str, dict[str, Any]]  # release path -> {"bytes", "sha256"}; build.json excluded
     content_hash: str
 
@@ -285,6 +286,7 @@ def build_manifest(
     repo_root: str | Path = REPO_ROOT,
     lock_file: str | Path | None = None,
     commit: str | None = None,
+    quality: Mapping[str, Any] | None = None,
 ) -> BuildManifest:
     """The manifest of the release folder as it is now (write README.md and images first).
 
@@ -311,6 +313,7 @@ def build_manifest(
         dagster_run_id=dagster_run_id,
         created_at=created_at,
         lock_file_sha256=sha256_file(lock) if lock.is_file() else None,
+        quality=dict(quality) if quality is not None else None,
         files=files,
         content_hash=content_hash(files, licence_info["licence"]),
     )

@@ -20,6 +20,18 @@ def shard_names(shard_count: int, split: str = "train") -> list[str]:
     return [f"{DATA_DIR}/{split}-{i:05d}-of-{shard_count:05d}.parquet" for i in range(shard_count)]
 
 
+def write_parquet_strings(frame: pl.DataFrame, path: Path) -> None:
+    """`frame` as zstd Parquet whose text columns are Arrow `string`, not polars' default
+    `large_string`: the Hub's `datasets` then gives the Parquet shards and the JSON array the same
+    features (`Value("string")`), so the two load and concatenate alike."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = frame.to_arrow()
+    schema = pa.schema([pa.field(f.name, pa.string() if pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type) else f.type, nullable=f.nullable) for f in table.schema])
+    pq.write_table(table.cast(schema), path, compression="zstd", write_statistics=True)
+
+
 def write_release_data(dataset: pl.DataFrame, release_dir: Path, max_rows_per_shard: int = 50_000) -> list[ReleaseFile]:
     """Shards `data/train-0000K-of-0000N.parquet` and the JSON array, keys in the published order,
     written into `release_dir` (a new, empty release folder); returns the files written.
@@ -35,7 +47,7 @@ def write_release_data(dataset: pl.DataFrame, release_dir: Path, max_rows_per_sh
 
     def write_shard(index: int, name: str) -> None:
         shard = dataset.slice(index * max_rows_per_shard, max_rows_per_shard)
-        atomic_write(release_dir / name, lambda tmp: shard.write_parquet(tmp, compression="zstd", statistics=True))
+        atomic_write(release_dir / name, lambda tmp: write_parquet_strings(shard, tmp))
 
     # polars releases the GIL while writing: the JSON array and the shards are written side by side.
     with ThreadPoolExecutor(max_workers=2) as pool:

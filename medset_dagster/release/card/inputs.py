@@ -45,6 +45,8 @@ class CardInputs:
     retrieval: RetrievalInfo | None
     documents: list[DocumentEntry]
     profile: str  # "sample" or "full"
+    # What the quality stages removed (defs.release.quality_facts): near_duplicates, decontamination, phi.
+    quality: dict[str, Any] | None = None
     citation_author: str = "medset_dagster contributors"
     citation_year: int | None = None  # an input, not the clock: the card must not change by itself
     code_url: str | None = None

@@ -10,7 +10,11 @@ from typing import Any
 import polars as pl
 
 from medset_dagster.common.markdown import Raw, table
-from medset_dagster.dataset.curation import FUNNEL_STAGES, STAGE_MEANINGS
+from medset_dagster.dataset.curation import (
+    FUNNEL_STAGES,
+    RELEASE_FUNNEL_STAGES,
+    STAGE_MEANINGS,
+)
 from medset_dagster.generation.tasks import DEFAULT_MIN_SIMILARITY, task_drop_rules
 from medset_dagster.generation.validation import REPAIR_RULES
 from medset_dagster.release.card.header import card_header
@@ -217,8 +221,9 @@ def _policy_words(policy: Mapping[str, Any]) -> str:
 
 
 def _curation(card: CardInputs) -> str:
-    # The stages recorded in the funnel, in order (quality stages included when they ran).
-    stages = [k for k in card.funnel[0] if k != "source"] if card.funnel else list(FUNNEL_STAGES)
+    # The stages recorded in the funnel, in pipeline order (quality stages included when they ran).
+    recorded = set(card.funnel[0]) if card.funnel else set(FUNNEL_STAGES)
+    stages = [stage for stage in RELEASE_FUNNEL_STAGES if stage in recorded]
     rows = []
     for row in card.funnel:
         label = row.get("source", "")
@@ -243,6 +248,74 @@ def _curation(card: CardInputs) -> str:
         "",
         f"![Character lengths of input and output]({LENGTH_HISTOGRAM_IMAGE})",
     ]
+    return "\n".join(lines)
+
+
+def _quality(card: CardInputs) -> str:
+    """What the three quality stages removed: near-duplicates, benchmark contamination, PHI."""
+    q = card.quality
+    if not q:
+        return ""
+    near, decon, found = q.get("near_duplicates") or {}, q.get("decontamination") or {}, q.get("phi") or {}
+    near_params, decon_params = near.get("params") or {}, decon.get("params") or {}
+    lines = [
+        "## Near-duplicates, benchmark contamination and personal information",
+        "",
+        "### Near-duplicates",
+        "",
+        f"Rows whose word {near_params.get('ngram', 5)}-grams of `input` and `output` have an estimated Jaccard similarity "
+        f"of at least {near_params.get('threshold', 0.8)} (MinHash, {near_params.get('num_perm', 128)} permutations, LSH) "
+        "form a cluster; one row is kept per cluster: the source first in the registry's order, then the first "
+        f"occurrence. **{int(near.get('removed') or 0):,} rows removed** in {int(near.get('clusters') or 0):,} clusters.",
+    ]
+    removed = near.get("removed_by_source") or {}
+    if removed:
+        lines += ["", table(["source", "rows removed"], sorted(removed.items()))]
+    largest = near.get("largest_clusters") or []
+    if largest:
+        lines += ["", "Largest clusters (sizes and sources only):", "",
+                  table(["cluster", "rows", "kept from", "sources"],
+                        [(c.get("cluster_id"), c.get("size"), Raw(f"`{c.get('kept_source')}`"),
+                          ", ".join(f"{k} {v}" for k, v in sorted((c.get("sources") or {}).items()))) for c in largest])]
+    ngram, ratio = decon_params.get("ngram", 13), decon_params.get("min_match_ratio", 0.0)
+    rule = (f"shares a {ngram}-token n-gram (after normalisation) with a benchmark item's question, options or answer, "
+            "the rule of GPT-3 and NeMo Curator" if not ratio else
+            f"holds at least {ratio:.0%} of a benchmark item's {ngram}-grams")
+    lines += [
+        "",
+        "### Benchmark decontamination",
+        "",
+        f"A row is removed when its `input`, `context` or `output` {rule}, so the test splits medical models are "
+        f"scored on do not leak into training. **{int(decon.get('removed') or 0):,} rows removed.**",
+    ]
+    by_pair = decon.get("removed_by_source_benchmark") or {}
+    index = decon.get("index") or {}
+    benchmarks = sorted({b for pairs in by_pair.values() for b in pairs} | set(index))
+    if by_pair:
+        lines += ["", table(["source", *benchmarks],
+                            [(Raw(f"`{src}`"), *[int(pairs.get(b, 0)) for b in benchmarks]) for src, pairs in sorted(by_pair.items())])]
+    if index:
+        lines += ["", "Benchmarks indexed:", "",
+                  table(["benchmark", "items", "n-grams"], [(Raw(f"`{b}`"), v.get("items"), v.get("ngrams")) for b, v in sorted(index.items())])]
+    policy = found.get("policy", "redact")
+    lines += [
+        "",
+        "### Personal and health information",
+        "",
+        "Every field was scanned for e-mail addresses, phone numbers, US social security numbers, medical record and "
+        "other identifiers, dates of birth in context, street addresses, URLs carrying personal tokens, IP addresses "
+        "and person names after a title or a role (Presidio's pattern recognizers, no model). People named in the "
+        "encyclopaedia source are public figures, not patients, and are not flagged by name. Policy **"
+        + policy + "**: "
+        + ("each finding was replaced by a typed placeholder such as `[PHONE]`." if policy == "redact" else "rows with a finding were dropped.")
+        + f" **{int(found.get('findings') or 0):,} findings** in {int(found.get('rows_with_findings') or 0):,} rows.",
+    ]
+    by_kind = found.get("findings_by_source_kind") or {}
+    if by_kind:
+        kinds = sorted({k for kinds in by_kind.values() for k in kinds})
+        lines += ["", table(["source", *kinds], [(Raw(f"`{src}`"), *[int(v.get(k, 0)) for k in kinds]) for src, v in sorted(by_kind.items())])]
+    lines += ["", "These scans reduce, but cannot rule out, personal information or benchmark overlap: they match "
+              "patterns and exact n-grams, not meaning."]
     return "\n".join(lines)
 
 
@@ -387,19 +460,20 @@ def _attribution(card: CardInputs) -> str:
 def card_markdown(card: CardInputs, dataset: pl.DataFrame) -> str:
     """The whole README: YAML header and body. Depends on the inputs and the data only."""
     _check_rows(card, dataset)
-    sections = [
+    sections = [section for section in [
         _summary(card, dataset),
         _structure(card, dataset),
         _licence(card),
         _sources(card),
         _curation(card),
+        _quality(card),
         _generation(card),
         _retrieval(card),
         _citation(card),
         _attribution(card),
         "---\n\n**Remember:** this is a training dataset for research and education. It is not medical advice. "
         "Always consult healthcare professionals; in an emergency, contact your local emergency services.",
-    ]
+    ] if section]
     return card_header(card, dataset.height) + "\n" + "\n\n".join(sections) + "\n"
 
 
