@@ -5,7 +5,8 @@
     publish    publish the current release (a dry run without MEDSET_HUB_REPO)
     recover    mark runs whose process is gone as failed and free their slots
 
-Options: `--policy card|published` (build), `--no-observe` (build).
+Options: `--policy card|published` (build), `--no-observe` (build), `--changed` (build only what
+is stale or missing, and its downstream, as the nightly rebuild does).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["build", "observe", "publish", "recover"])
     parser.add_argument("--policy", choices=["card", "published"], default=None, help="curation policy (build)")
     parser.add_argument("--no-observe", action="store_true", help="build without observing the sources first")
+    parser.add_argument("--changed", action="store_true", help="build only stale or missing assets and their downstream")
     args = parser.parse_args(argv)
 
     from medset_dagster.definitions import defs
@@ -45,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                         return 1
                 if args.command == "build":
                     config = {"ops": {"curated_dataset": {"config": {"policy": args.policy}}}} if args.policy else None
-                    results = build(defs, instance, run_config=config, with_origin=True)
+                    selection = changed_assets(defs, instance) if args.changed else None
+                    results = build(defs, instance, run_config=config, selection=selection, with_origin=True)
                     if not all(result.success for result in results):
                         return 1
                     print(f"Release folder: {storage.release_dir}")

@@ -216,6 +216,17 @@ def run_phase(
     return execute_run(recon_job, run, instance)
 
 
+def changed_assets(defs: Definitions, instance: DagsterInstance) -> set[AssetKey]:
+    """The assets of `build_dataset` that are stale or missing, and everything downstream of them
+    (what "Materialize unsynced" plus its downstream would run)."""
+    from medset_dagster.defs.staleness import stale_assets
+
+    graph = defs.resolve_asset_graph()
+    keys = set(defs.resolve_job_def("build_dataset").asset_layer.selected_asset_keys)
+    roots = set(stale_assets(instance, graph, keys))
+    return set(AssetSelection.assets(*roots).downstream().resolve(graph)) & keys if roots else set()
+
+
 def build(
     defs: Definitions,
     instance: DagsterInstance,
@@ -225,7 +236,11 @@ def build(
     with_origin: bool = False,
     log=print,
 ) -> list:
-    """Run `build_dataset` phase by phase; stop at the first failed run. Returns the results."""
+    """Run `build_dataset` (or the assets in `selection`) phase by phase; stop at the first failed
+    run. Returns the results (none when `selection` is empty)."""
+    if selection is not None and not selection:
+        log("build_dataset: nothing is stale or missing: nothing to build (0 LLM calls, 0 embedding calls)")
+        return []
     results = []
     for phase in build_phases(defs, selection=selection):
         started = time.perf_counter()
