@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     from medset_dagster.defs.launcher import (
         BuildInProgress,
         build,
+        changed_assets,
         exclusive_build,
         instance_from_home,
         recover_dead_runs,
