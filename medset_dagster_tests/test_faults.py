@@ -83,6 +83,26 @@ def test_a_model_removed_mid_run_is_not_retried_and_says_ollama_pull(tmp_path, i
     assert calls <= 8
 
 
+def test_a_server_that_never_answers_fails_the_step_at_its_deadline(tmp_path, instance):
+    with FakeOllamaServer(slow_s=60) as server:
+        server.set_fault_predicate(lambda index, body: "slow")
+        pipeline = make_pipeline(
+            tmp_path,
+            server.url,
+            generation_settings=GenerationSettings(scenario_count=4, max_items_per_task=4, step_deadline_s=3.0),
+            generator_backend=GeneratorResource(backend="ollama", ollama_host=server.url, timeout_s=60, max_attempts=1),
+        )
+        pipeline.observe(instance)
+        started = time.monotonic()
+        results = pipeline.build(instance)
+        elapsed = time.monotonic() - started
+        server.heal()
+    message = step_failures(results)[0]
+    assert "did not finish within the step's deadline" in message and "step_deadline_s is 3 s" in message
+    assert sum(1 for r in results for e in r.all_events if e.event_type_value == "STEP_RESTARTED") == 0
+    assert elapsed < 45, elapsed  # the upstream phase plus one 3-second step, not a minute per request
+
+
 # --- a source that shrinks upstream ----------------------------------------------------------
 
 

@@ -101,6 +101,9 @@ class GenerationSettings(ConfigurableResource):
     retrieval_min_similarity: float = DEFAULT_MIN_SIMILARITY
     # A shard fails when more than this share of the items that reached the server failed there.
     max_failure_share: float = 0.5
+    # A generation step (one shard of one task) fails after this many seconds, so a server that
+    # accepts requests and never answers cannot hold a build for hours; finished items are cached.
+    step_deadline_s: float = 6 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -247,7 +250,11 @@ def generation_task_asset(task: GenerationTask, spec: SourceSpec) -> AssetsDefin
         def progress(done: int, total: int, rate: float, eta_s: float | None) -> None:
             context.log.info(f"{task.name}: {done}/{total} items, {rate * 60:.1f}/min, ETA {eta_s or 0:.0f}s")
 
-        settings = TaskSettings(max_tokens_cap=generation_settings.max_tokens_cap, on_progress=progress)
+        settings = TaskSettings(
+            max_tokens_cap=generation_settings.max_tokens_cap,
+            on_progress=progress,
+            deadline=time.monotonic() + generation_settings.step_deadline_s,
+        )
         extra_args, extra_metadata = {}, {"max_tokens_cap": generation_settings.max_tokens_cap or 0}
         if task.needs_retriever:
             folder = storage.index_dir
@@ -271,7 +278,15 @@ def generation_task_asset(task: GenerationTask, spec: SourceSpec) -> AssetsDefin
                 try:
                     outcome = task.run(shard_items, generator, cache, settings=settings, **extra_args)
                 except GenerationAborted as error:
-                    raise Failure(description=f"{task.name} {key}: {error}. Completed items are cached; rerun to resume.") from error
+                    hint = ""
+                    if "did not finish within" in str(error):
+                        hint = f" GenerationSettings.step_deadline_s is {generation_settings.step_deadline_s:g} s; check that the server answers."
+                    elif "model_not_found" in str(error):
+                        hint = f" Pull the model on the server: `ollama pull {generator.model}` (or set MEDSET_OLLAMA_MODEL)."
+                    raise Failure(
+                        description=f"{task.name} {key}: {error}.{hint} Completed items are cached; rerun to resume.",
+                        allow_retries=error.retryable,
+                    ) from error
                 except Exception as error:
                     if is_no_space(error):
                         raise Failure(f"{task.name} {key}: no space left on device for the generation cache {storage.generation_cache_path}: {error}", allow_retries=False) from error

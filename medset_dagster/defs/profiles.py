@@ -75,7 +75,9 @@ def resources_for(profile: str, overrides: Mapping[str, object] | None = None) -
             # MEDSET_GENERATOR=ollama tries the sample data against a real Ollama server (OLLAMA_HOST).
             "generator_backend": _generator(default="llama_cpp"),
             # SmolLM2 at ~50 tokens/s on 2 cores: a few items per task keeps the build to minutes.
-            "generation_settings": GenerationSettings(scenario_count=5, max_items_per_task=6, max_tokens_cap=128),
+            "generation_settings": GenerationSettings(
+                scenario_count=5, max_items_per_task=6, max_tokens_cap=128, step_deadline_s=float(os.environ.get("MEDSET_STEP_DEADLINE_S", 1800))
+            ),
             # No repo: the publish job is a dry run that leaves the release folder as it would upload it.
             "release_settings": ReleaseSettings(profile="sample"),
         }
@@ -91,7 +93,10 @@ def resources_for(profile: str, overrides: Mapping[str, object] | None = None) -
             "document_corpus": DocumentCorpus(documents="full"),
             "embedder": EmbedderResource(backend="cohere", api_key=_env("COHERE_API_KEY"), base_url=_env("COHERE_BASE_URL")),
             "generator_backend": _generator(default="ollama"),
-            "generation_settings": GenerationSettings(scenario_count=int(os.environ.get("MEDSET_SCENARIOS", "1000"))),
+            "generation_settings": GenerationSettings(
+                scenario_count=int(os.environ.get("MEDSET_SCENARIOS", "1000")),
+                step_deadline_s=float(os.environ.get("MEDSET_STEP_DEADLINE_S", 6 * 3600)),
+            ),
             "release_settings": ReleaseSettings(
                 profile="full",
                 repo_id=_env("MEDSET_HUB_REPO"),

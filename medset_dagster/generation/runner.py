@@ -34,16 +34,23 @@ ProgressCallback = Callable[[int, int, float, float | None], None]
 OUTAGE_REASONS = frozenset({TIMEOUT, CONNECTION_ERROR, SERVER_ERROR, MODEL_NOT_FOUND, RATE_LIMITED})
 
 
+# Reasons that will fail every item: the run stops at the first one.
+FATAL_REASONS = frozenset({MODEL_NOT_FOUND})
+
+
 class GenerationAborted(RuntimeError):
-    """Too many consecutive outage failures: the server is gone, so the run stops early.
+    """The run stopped early: too many consecutive outage failures (the server is gone), a fatal
+    failure (the model is not on the server), or the step's deadline passed.
 
     Everything that completed is already in the cache; rerunning resumes from there. `report`
-    holds the finished items only.
+    holds the finished items only. `retryable` is False when retrying the step cannot help (a
+    fatal reason, or a deadline: the server hangs).
     """
 
-    def __init__(self, message: str, report: "GenerationReport") -> None:
+    def __init__(self, message: str, report: "GenerationReport", *, retryable: bool = True) -> None:
         super().__init__(message)
         self.report = report
+        self.retryable = retryable
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,7 @@ def run_generation(
     on_progress: ProgressCallback | None = None,
     progress_every_s: float = 30.0,
     abort_after_consecutive_failures: int | None = 10,
+    deadline: float | None = None,
 ) -> GenerationReport:
     """Generate every item, serving stored successes from `cache` without calling the backend.
 
@@ -144,7 +152,12 @@ def run_generation(
     Per-item failures are counted, not raised. But `abort_after_consecutive_failures` items in a row
     failing for an outage reason (timeout, connection, 5xx, 404) mean the server died mid-run:
     rather than spend every remaining item's retries and backoff on it, the runner stops starting
-    new items, lets in-flight ones finish into the cache, and raises `GenerationAborted`.
+    new items, lets in-flight ones finish into the cache, and raises `GenerationAborted`. One item
+    failing for a fatal reason (`FATAL_REASONS`: the model is not on the server) stops it at once.
+
+    `deadline` (a `time.monotonic()` instant) bounds the whole call: past it the runner starts
+    nothing new, stops waiting for requests a hung server never answers, and raises
+    `GenerationAborted` (not retryable).
     """
     start = time.perf_counter()
     ids = [item.item_id for item in items]
@@ -175,6 +188,8 @@ def run_generation(
 
     streak = [0]  # consecutive outage failures, in completion order
     tripped = threading.Event()  # breaker tripped or a backend raised: start nothing new
+    fatal: list[str] = []
+    timed_out = [False]
     crashed: list[BaseException] = []
     outstanding = [len(todo)]
     all_done = threading.Event()
@@ -190,6 +205,9 @@ def run_generation(
                 done_items[0] += items_per_key[key]
                 streak[0] = streak[0] + 1 if result.error in OUTAGE_REASONS else 0
                 if abort_after_consecutive_failures and streak[0] >= abort_after_consecutive_failures:
+                    tripped.set()
+                if result.error in FATAL_REASONS:
+                    fatal.append(result.error)
                     tripped.set()
         except BaseException as exc:  # a bug, not a per-item failure (those are results)
             with lock:
@@ -222,16 +240,28 @@ def run_generation(
             # Wait on one event, not on the futures: `concurrent.futures.wait` over thousands of
             # pending futures costs O(pending) per completion and starves the workers of the GIL.
             next_report = time.perf_counter() + progress_every_s
-            while not all_done.wait(timeout=max(0.0, next_report - time.perf_counter())):
-                progress()
-                next_report = time.perf_counter() + progress_every_s
+            while True:
+                wait_s = max(0.0, next_report - time.perf_counter())
+                if deadline is not None:
+                    wait_s = min(wait_s, max(0.0, deadline - time.monotonic()))
+                if all_done.wait(timeout=wait_s):
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    # A hung server would hold the in-flight requests until their own timeouts:
+                    # stop waiting for them; whatever completes later still lands in the cache.
+                    timed_out[0] = True
+                    tripped.set()
+                    break
+                if time.perf_counter() >= next_report:
+                    progress()
+                    next_report = time.perf_counter() + progress_every_s
         except BaseException:
             # Interrupted (or a callback raised): start nothing new; in-flight items still finish
             # in their threads and land in the cache for the next run.
             tripped.set()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
-        pool.shutdown(wait=True)
+        pool.shutdown(wait=not timed_out[0], cancel_futures=timed_out[0])
         if crashed:
             raise crashed[0]
     progress()
@@ -269,6 +299,20 @@ def run_generation(
         wall_s=wall,
         calls=sum(r.attempts for r in new),
     )
+    if timed_out[0]:
+        raise GenerationAborted(
+            f"{generator.backend} did not finish within the step's deadline: {len(results)} of {total} items "
+            f"finished and are cached; the rest were left for the next run. Model {model!r}.",
+            report,
+            retryable=False,
+        )
+    if fatal:
+        raise GenerationAborted(
+            f"{generator.backend} answered {fatal[0]} for model {model!r}: every item would fail the same way; "
+            f"{len(results)} of {total} items finished and are cached.",
+            report,
+            retryable=False,
+        )
     if tripped.is_set():
         reasons = ", ".join(f"{k}={v}" for k, v in report.failed_by_reason.items())
         raise GenerationAborted(

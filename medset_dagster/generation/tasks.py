@@ -108,6 +108,8 @@ class TaskSettings:
     max_tokens_cap: int | None = None
     on_progress: Callable[..., None] | None = None
     progress_every_s: float = 30.0
+    # A `time.monotonic()` instant after which generation stops (the step's deadline); None: none.
+    deadline: float | None = None
 
 
 def _generate(
@@ -125,6 +127,7 @@ def _generate(
         template_version=task_version(source_id),
         on_progress=settings.on_progress,
         progress_every_s=settings.progress_every_s,
+        deadline=settings.deadline,
     )
     outcome.reports.append(report)
     return report.results
