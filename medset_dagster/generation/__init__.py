@@ -1,4 +1,4 @@
-"""LLM generation without Dagster: backends (Ollama, llama.cpp), a per-item SQLite cache, a concurrent runner."""
+"""LLM generation without Dagster: backends (Ollama, OpenAI-compatible, llama.cpp), a per-item SQLite cache, a concurrent runner."""
 
 from medset_dagster.generation.backends import (
     GenerationParams,
@@ -8,6 +8,7 @@ from medset_dagster.generation.backends import (
     GeneratorUnavailable,
     LlamaCppGenerator,
     OllamaGenerator,
+    OpenAICompatGenerator,
     default_smollm2_path,
     diagnose_json_output,
     parse_json_output,
@@ -32,6 +33,7 @@ __all__ = [
     "GeneratorUnavailable",
     "LlamaCppGenerator",
     "OllamaGenerator",
+    "OpenAICompatGenerator",
     "cache_key",
     "default_smollm2_path",
     "diagnose_json_output",

@@ -1,4 +1,4 @@
-"""LLM generator backends behind one interface (`Generator`): Ollama and llama.cpp."""
+"""LLM generator backends behind one interface (`Generator`): Ollama, OpenAI-compatible servers, llama.cpp."""
 
 from medset_dagster.generation.backends.common import (
     GenerationParams,
@@ -14,6 +14,7 @@ from medset_dagster.generation.backends.llama_cpp import (
     default_smollm2_path,
 )
 from medset_dagster.generation.backends.ollama import OllamaGenerator
+from medset_dagster.generation.backends.openai_compat import OpenAICompatGenerator
 
 __all__ = [
     "GenerationParams",
@@ -23,6 +24,7 @@ __all__ = [
     "GeneratorUnavailable",
     "LlamaCppGenerator",
     "OllamaGenerator",
+    "OpenAICompatGenerator",
     "default_smollm2_path",
     "diagnose_json_output",
     "parse_json_output",
