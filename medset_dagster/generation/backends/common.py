@@ -9,8 +9,10 @@ raises (`GeneratorUnavailable`), because a missing server or model fails every i
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Protocol, runtime_checkable
 
@@ -118,6 +120,15 @@ class Generator(Protocol):
     def check_ready(self) -> None: ...
 
     def generate(self, request: GenerationRequest) -> GenerationResult: ...
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile `q` (0-100) of `values`; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
 
 
 # --------------------------------------------------------------------------- output parsing
