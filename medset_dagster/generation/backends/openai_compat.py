@@ -212,16 +212,24 @@ class OpenAICompatGenerator:
         }
 
     def _call(self, request: GenerationRequest, params: GenerationParams) -> Any:
-        return self._client.chat.completions.create(
-            model=self.model,
-            messages=request.messages,
-            response_format=self._response_format(request),
-            temperature=params.temperature,
-            top_p=params.top_p,
-            max_tokens=params.max_tokens,
-            seed=params.seed,
-            stream=False,
-        )
+        from openai.types.chat import ChatCompletion
+
+        body = {
+            "model": self.model,
+            "messages": request.messages,
+            "response_format": self._response_format(request),
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+            "seed": params.seed,
+            "stream": False,
+        }
+        # The client's documented `post` with the typed response, rather than
+        # `chat.completions.create`: the latter first walks every message and the whole JSON schema
+        # to transform typed params (measured 0.5 ms of CPU per request, the client's largest cost
+        # at fleet rates) and changes nothing in a body made of plain JSON values like this one.
+        # Errors, timeouts and the response model are the same.
+        return self._client.post("/chat/completions", body=body, cast_to=ChatCompletion)
 
     def attempt(self, request: GenerationRequest) -> GenerationResult:
         """One chat-completions call, no retry: the result (`error` None, `latency_s` and
