@@ -429,11 +429,13 @@ class FakeOpenAIServer:
 
     @property
     def port(self) -> int:
+        """The TCP port (chosen at the first start, kept by restarts)."""
         assert self._port, "server not started"
         return self._port
 
     @property
     def url(self) -> str:
+        """The server root, e.g. `http://127.0.0.1:PORT` (the API is under `/v1`)."""
         return f"http://127.0.0.1:{self.port}"
 
     # observation -------------------------------------------------------------------------
@@ -469,6 +471,7 @@ class FakeOpenAIServer:
 
     @property
     def requests(self) -> list[RecordedRequest]:
+        """Every chat request received, in arrival order (body, start, end, status, fault)."""
         with self._state.lock:
             return list(self._state.requests)
 
@@ -485,6 +488,7 @@ class FakeOpenAIServer:
             }
 
     def reset_counters(self) -> None:
+        """Zero the counters and clear the request log."""
         with self._state.lock:
             s = self._state
             s.chat_calls = s.answered = s.refused = s.peak_in_flight = s.peak_open = 0
@@ -518,10 +522,12 @@ class FakeOpenAIServer:
             self._state.fail_after_n = None
 
     def remove_model(self, name: str) -> None:
+        """Stop serving `name`: absent from /v1/models, 404 on chat."""
         with self._state.lock:
             self._state.models.discard(name)
 
     def add_model(self, name: str) -> None:
+        """Serve `name` (again)."""
         with self._state.lock:
             self._state.models.add(name)
 
