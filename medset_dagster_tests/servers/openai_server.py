@@ -75,6 +75,8 @@ class _State:
     in_flight: int = 0  # holding a slot
     peak_open: int = 0
     peak_in_flight: int = 0
+    served: int = 0  # requests that held a slot
+    slot_seconds: float = 0.0  # time slots were held, summed: served * latency plus the server's overhead
     requests: list[RecordedRequest] = field(default_factory=list)
     connections: set[socket.socket] = field(default_factory=set)
 
@@ -215,11 +217,14 @@ class _Handler(BaseHTTPRequestHandler):
         status = 0
         try:
             if self._take_slot():
+                held_from = time.perf_counter()
                 try:
                     status = self._answer_chat(body, index, record)
                 finally:
                     with state.lock:
                         state.in_flight -= 1
+                        state.slot_seconds += time.perf_counter() - held_from
+                        state.served += 1
                         state.slot_free.notify()
         finally:
             with state.lock:
@@ -305,10 +310,8 @@ class _Handler(BaseHTTPRequestHandler):
             content, finish = content[: max(1, len(content) // 2)], "length"
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
         completion_tokens = max(1, len(content.split())) if content else 0
-        if not self._wait_until(deadline):
-            return 0
-        self._send(
-            200,
+        # Encoded before the wait, so the slot is held for the latency and not a moment more.
+        payload = json.dumps(
             {
                 "id": f"chatcmpl-{index}",
                 "object": "chat.completion",
@@ -327,8 +330,11 @@ class _Handler(BaseHTTPRequestHandler):
                     "completion_tokens": completion_tokens,
                     "total_tokens": prompt_tokens + completion_tokens,
                 },
-            },
-        )
+            }
+        ).encode()
+        if not self._wait_until(deadline):
+            return 0
+        self._send(200, payload)
         return 0 if state.killed.is_set() else 200
 
 
@@ -475,8 +481,10 @@ class FakeOpenAIServer:
         with self._state.lock:
             return list(self._state.requests)
 
-    def stats(self) -> dict[str, int]:
-        """The counters above in one dict (what `GET /_stats` answers)."""
+    def stats(self) -> dict[str, float]:
+        """The counters above in one dict (what `GET /_stats` answers), plus `served` (requests
+        that held a slot) and `slot_seconds` (seconds slots were held, summed): their ratio is the
+        real service time per request, the latency plus this stand-in's own overhead."""
         with self._state.lock:
             s = self._state
             return {
@@ -485,13 +493,16 @@ class FakeOpenAIServer:
                 "refused": s.refused,
                 "peak_in_flight": s.peak_in_flight,
                 "peak_open": s.peak_open,
+                "served": s.served,
+                "slot_seconds": round(s.slot_seconds, 6),
             }
 
     def reset_counters(self) -> None:
         """Zero the counters and clear the request log."""
         with self._state.lock:
             s = self._state
-            s.chat_calls = s.answered = s.refused = s.peak_in_flight = s.peak_open = 0
+            s.chat_calls = s.answered = s.refused = s.peak_in_flight = s.peak_open = s.served = 0
+            s.slot_seconds = 0.0
             s.requests.clear()
 
     # faults ------------------------------------------------------------------------------
