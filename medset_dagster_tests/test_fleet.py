@@ -28,6 +28,7 @@ from medset_dagster.generation import (
 )
 from medset_dagster.generation.runner import GenerationAborted
 from medset_dagster_tests.servers.ollama_server import FakeOllamaServer, model_digest
+from medset_dagster_tests.servers.html_server import HtmlServer
 from medset_dagster_tests.servers.openai_server import FakeOpenAIServer, expected_content
 from medset_dagster_tests.test_generation_runner import SCHEMA, TEMPLATE, make_items
 
@@ -65,6 +66,13 @@ def unanswered(server) -> list[str]:
 
 def prompts(items) -> set[str]:
     return {it.request.messages[1]["content"] for it in items}
+
+
+@pytest.fixture
+def html_server():
+    """URL of a loopback server that answers 200 with HTML to everything: not an LLM server."""
+    with HtmlServer() as server:
+        yield server.url
 
 
 def free_port() -> int:
@@ -282,6 +290,18 @@ def test_an_endpoint_that_comes_up_late_joins_only_with_the_fleets_digest(cache,
         assert late.answered > 0 and stats["state"] == "healthy"
     else:  # other weights: never given an item, whatever its health
         assert late.calls == 0 and stats["failures_by_reason"]["digest_mismatch"] >= 1 and stats["state"] == "down"
+
+
+def test_an_endpoint_answering_something_else_is_left_out(cache, html_server):
+    with FakeOpenAIServer([OPENAI_MODEL], latency_s=0.01, max_concurrent=2) as b:
+        gen = fleet([Endpoint("proxy", "openai", html_server, OPENAI_MODEL, slots=2),
+                     Endpoint("ollama-proxy", "ollama", html_server, OLLAMA_MODEL, slots=2),
+                     openai_endpoint("b", b, 2)], model=OPENAI_MODEL)
+        report = run_generation(gen, make_items(30), cache, template_version=TEMPLATE)
+    assert (report.generated, report.failed) == (30, 0)
+    stats = gen.endpoint_stats()
+    assert stats["proxy"]["state"] == stats["ollama-proxy"]["state"] == "down"
+    assert stats["proxy"]["calls"] == stats["ollama-proxy"]["calls"] == 0 and stats["b"]["calls"] == 30
 
 
 def test_losing_every_endpoint_trips_the_runner_breaker(cache):

@@ -15,6 +15,7 @@ from medset_dagster.generation import (
     OpenAICompatGenerator,
 )
 from medset_dagster.generation.backends.openai_compat import openai_base_url
+from medset_dagster_tests.servers.html_server import HtmlServer
 from medset_dagster_tests.servers.openai_server import FakeOpenAIServer, expected_content
 
 MODEL = "google/gemma-3n-E4B-it"
@@ -57,6 +58,13 @@ def assert_sound(result: GenerationResult) -> None:
 def server():
     with FakeOpenAIServer([MODEL], slow_s=1.2) as srv:
         yield srv
+
+
+@pytest.fixture
+def html_server():
+    """URL of a loopback server that answers 200 with HTML to everything: not an LLM server."""
+    with HtmlServer() as server:
+        yield server.url
 
 
 def free_port() -> int:
@@ -142,6 +150,13 @@ def test_check_ready_fails_fast_on_a_hung_server():
         with pytest.raises(GeneratorUnavailable):
             gen.check_ready()
         assert time.perf_counter() - start < 5
+
+
+def test_check_ready_on_a_server_that_is_not_openai_compatible(html_server):
+    with pytest.raises(GeneratorUnavailable, match="not an OpenAI model list"):
+        generator(html_server).check_ready()
+    result = generator(html_server, max_attempts=2).generate(request())
+    assert result.error == "server_error" and result.attempts == 2  # retried, then counted
 
 
 # ----------------------------------------------------------------------------- generate

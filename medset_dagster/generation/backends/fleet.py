@@ -287,6 +287,10 @@ class FleetGenerator:
             member.backend.check_ready()
         except GeneratorUnavailable as err:
             raise GeneratorUnavailable(f"endpoint {endpoint.name}: {err}", reason=err.reason) from None
+        except Exception as err:  # e.g. a half-started server's unreadable answer: a failed check, not a crash
+            raise GeneratorUnavailable(
+                f"endpoint {endpoint.name}: health check failed ({type(err).__name__}: {err})"
+            ) from None
         digest = member.backend.digest
         if endpoint.kind == "ollama" and endpoint.digest and digest != endpoint.digest:
             raise GeneratorUnavailable(

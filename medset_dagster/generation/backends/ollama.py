@@ -107,7 +107,7 @@ class OllamaGenerator:
         probe = self._probe
         try:
             listing = probe.list()
-        except (ConnectionError, httpx.HTTPError, ollama.ResponseError) as err:
+        except (ConnectionError, httpx.HTTPError, ollama.ResponseError, ValueError) as err:  # ValueError: not JSON
             raise GeneratorUnavailable(
                 f"Ollama is not answering at {self.host} ({type(err).__name__}: {err}). "
                 "Start Ollama (`ollama serve`) or set OLLAMA_HOST to the address of a running server."

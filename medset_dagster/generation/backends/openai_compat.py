@@ -182,17 +182,22 @@ class OpenAICompatGenerator:
                 base_url=self.base_url, api_key=self._api_key, timeout=self._ready_timeout_s, max_retries=0
             )
         try:
-            listed = [m.id for m in self._probe.models.list()]
+            listed = [str(m.id) for m in self._probe.models.list()]
         except openai.APIStatusError as err:
             raise GeneratorUnavailable(
                 f"The server at {self.base_url} answered {err.status_code} to GET /models: it is not an "
                 f"OpenAI-compatible server, or the URL lacks its API prefix ({err.message}).",
                 reason=MODEL_NOT_FOUND if err.status_code == 404 else CONNECTION_ERROR,
             ) from None
-        except (openai.APIError, ValueError) as err:
+        except openai.APIConnectionError as err:
             raise GeneratorUnavailable(
                 f"No OpenAI-compatible server is answering at {self.base_url} ({type(err).__name__}: {err}). "
                 "Start it (vLLM, llama.cpp's llama-server, TGI) or correct the endpoint URL."
+            ) from None
+        except (openai.APIError, ValueError, AttributeError, TypeError) as err:  # a 200 that is no model list
+            raise GeneratorUnavailable(
+                f"The server at {self.base_url} answered GET /models with something that is not an OpenAI "
+                f"model list ({type(err).__name__}: {err}): is the URL that of an OpenAI-compatible server?"
             ) from None
         if self.model not in listed:
             present = ", ".join(sorted(str(i) for i in listed)) or "none"
