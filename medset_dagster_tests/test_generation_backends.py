@@ -136,6 +136,7 @@ def test_outputs_are_reproducible_and_distinct(server):
 FAULT_REASON = {
     "slow": "timeout",
     "server_error": "server_error",
+    "overloaded": "server_error",
     "malformed_json": "malformed_json",
     "empty_content": "empty_content",
     "empty_field": "empty_field",
@@ -177,6 +178,15 @@ def test_injected_404_is_not_retried(server):
     server.queue_faults("missing_model")
     result = gen.generate(request())
     assert result.error == "model_not_found" and server.calls == 1
+
+
+def test_one_attempt_reports_the_http_status(server):
+    from medset_dagster.generation.backends.common import AttemptFailed
+
+    server.queue_faults("overloaded")
+    with pytest.raises(AttemptFailed) as info:
+        generator(server.url).attempt(request())
+    assert (info.value.reason, info.value.status, info.value.retryable) == ("server_error", 503, True)
 
 
 def test_connection_refused_is_retried_then_counted():

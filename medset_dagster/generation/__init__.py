@@ -1,6 +1,8 @@
-"""LLM generation without Dagster: backends (Ollama, llama.cpp), a per-item SQLite cache, a concurrent runner."""
+"""LLM generation without Dagster: backends (Ollama, OpenAI-compatible, a fleet of them, llama.cpp), a per-item SQLite cache, a concurrent runner."""
 
 from medset_dagster.generation.backends import (
+    Endpoint,
+    FleetGenerator,
     GenerationParams,
     GenerationRequest,
     GenerationResult,
@@ -8,8 +10,10 @@ from medset_dagster.generation.backends import (
     GeneratorUnavailable,
     LlamaCppGenerator,
     OllamaGenerator,
+    OpenAICompatGenerator,
     default_smollm2_path,
     diagnose_json_output,
+    load_endpoints,
     parse_json_output,
 )
 from medset_dagster.generation.cache import GenerationCache, cache_key
@@ -21,6 +25,8 @@ from medset_dagster.generation.runner import (
 )
 
 __all__ = [
+    "Endpoint",
+    "FleetGenerator",
     "GenerationAborted",
     "GenerationCache",
     "GenerationItem",
@@ -32,9 +38,11 @@ __all__ = [
     "GeneratorUnavailable",
     "LlamaCppGenerator",
     "OllamaGenerator",
+    "OpenAICompatGenerator",
     "cache_key",
     "default_smollm2_path",
     "diagnose_json_output",
+    "load_endpoints",
     "parse_json_output",
     "run_generation",
 ]

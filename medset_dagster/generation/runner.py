@@ -7,7 +7,6 @@ stage-2 cache key contains the stage-1 output (it is in the messages), so it sta
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ from medset_dagster.generation.backends.common import (
     GenerationRequest,
     GenerationResult,
     Generator,
+    percentile,
 )
 from medset_dagster.generation.cache import GenerationCache, cache_key
 
@@ -117,15 +117,6 @@ class GenerationReport:
         if self.latency_p95 is not None:
             figures["latency_p95"] = round(self.latency_p95, 4)
         return figures
-
-
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def run_generation(
@@ -293,8 +284,8 @@ def run_generation(
         },
         prompt_tokens=sum(r.prompt_tokens for r in new),
         completion_tokens=sum(r.completion_tokens for r in new),
-        latency_p50=_percentile(latencies, 50),
-        latency_p95=_percentile(latencies, 95),
+        latency_p50=percentile(latencies, 50),
+        latency_p95=percentile(latencies, 95),
         items_per_minute=(len(new) / wall * 60.0) if wall > 0 else 0.0,
         wall_s=wall,
         calls=sum(r.attempts for r in new),

@@ -10,7 +10,8 @@ counter, a record of requests, and injected faults.
 
 Faults (one per chat request, taken from a FIFO queue, else from a predicate, else from
 `fail_after`): "slow" (answer after `slow_s`, past the client's timeout), "server_error" (500),
-"malformed_json", "empty_content", "empty_field" (a required string is ""), "missing_model" (404).
+"overloaded" (503, as Ollama answers when its queue is full), "malformed_json", "empty_content",
+"empty_field" (a required string is ""), "missing_model" (404).
 A model absent from `models` always gets a 404 on chat and show, and is absent from tags.
 """
 
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAULTS = ("slow", "server_error", "malformed_json", "empty_content", "empty_field", "missing_model")
+FAULTS = ("slow", "server_error", "overloaded", "malformed_json", "empty_content", "empty_field", "missing_model")
 
 FaultPredicate = Callable[[int, dict[str, Any]], "str | None"]
 
@@ -285,6 +286,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._wait_until(deadline)
             self._send(500, {"error": "injected server error"})
             return 500
+        if fault == "overloaded":
+            self._send(503, {"error": "server busy, please try again.  maximum pending requests exceeded"})
+            return 503
         if fault == "slow":
             deadline += state.slow_s
         messages = body.get("messages") or []

@@ -9,8 +9,10 @@ raises (`GeneratorUnavailable`), because a missing server or model fails every i
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Protocol, runtime_checkable
 
@@ -33,6 +35,8 @@ TRUNCATED = "truncated"
 
 
 def output_failure(reason: str, finish: str, text: str, prompt_tokens: int, completion_tokens: int) -> "AttemptFailed":
+    """The retryable failure for an answer whose text did not parse: `TRUNCATED` when the token
+    budget ran out (`finish == "length"`), else `reason` (from `diagnose_json_output`)."""
     return AttemptFailed(
         TRUNCATED if finish == "length" else reason,
         f"finish_reason={finish}, content={text[:200]!r}",
@@ -46,7 +50,16 @@ def output_failure(reason: str, finish: str, text: str, prompt_tokens: int, comp
 
 
 class GeneratorUnavailable(RuntimeError):
-    """The backend cannot serve any request (server down, model absent, package missing)."""
+    """The backend cannot serve any request (server down, model absent, package missing).
+
+    `reason` is a failure reason: `CONNECTION_ERROR` (nothing answers, the default) or
+    `MODEL_NOT_FOUND` (the server answers but lacks the model, or serves other weights), so a
+    caller with several servers can tell a server that is down from one that is misconfigured.
+    """
+
+    def __init__(self, message: str, *, reason: str = CONNECTION_ERROR) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,12 +122,22 @@ class Generator(Protocol):
     def generate(self, request: GenerationRequest) -> GenerationResult: ...
 
 
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile `q` (0-100) of `values`; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
 # --------------------------------------------------------------------------- output parsing
 
 _FENCE = re.compile(r"^```[A-Za-z0-9_-]*[ \t]*\n?(.*?)\n?```$", re.DOTALL)
 
 
 def required_fields(schema: dict[str, Any]) -> list[str]:
+    """The names a JSON schema's top-level `required` lists (empty when it lists none)."""
     return list(schema.get("required") or [])
 
 
@@ -152,7 +175,12 @@ def parse_json_output(text: str, schema: dict[str, Any]) -> dict[str, Any] | Non
 
 
 class AttemptFailed(Exception):
-    """One failed attempt; `retryable` decides whether tenacity tries again."""
+    """One failed attempt; `retryable` decides whether tenacity tries again.
+
+    `status` is the HTTP status when the server answered with an error (None otherwise), and
+    `retry_after_s` the wait in seconds the server asked for (a `Retry-After` header), if any:
+    a fleet uses both to tell an overloaded server (429, 503) from a broken one.
+    """
 
     def __init__(
         self,
@@ -164,6 +192,8 @@ class AttemptFailed(Exception):
         finish_reason: str = "error",
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
+        status: int | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
@@ -173,6 +203,8 @@ class AttemptFailed(Exception):
         self.finish_reason = finish_reason
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
+        self.status = status
+        self.retry_after_s = retry_after_s
 
 
 
@@ -187,12 +219,21 @@ def generate_with_retries(
 ) -> GenerationResult:
     """Run `attempt` under tenacity; turn the last failure into a result with `error` set.
 
-    `latency_s` is the item's whole cost (all attempts and backoff), `attempts` the calls it took.
+    `attempt()` returns a result or raises `AttemptFailed`; a retryable failure is tried again
+    after an exponential wait with jitter (seconds, `backoff_initial_s` doubling up to
+    `backoff_max_s`), or after the failure's `retry_after_s` when the server gave one (capped at
+    `backoff_max_s`). `latency_s` is the item's whole cost (all attempts and backoff), `attempts`
+    the calls it took. Never raises `AttemptFailed`; any other exception propagates.
     """
     start = time.perf_counter()
     tries = 0
     policy = RetryPolicy(attempts=max_attempts, initial_s=backoff_initial_s, maximum_s=backoff_max_s, jitter_s=backoff_initial_s)
-    attempts = retrying(policy, lambda e: isinstance(e, AttemptFailed) and e.retryable, sleep=sleep)
+
+    def hint(error: BaseException) -> float | None:
+        wanted = error.retry_after_s if isinstance(error, AttemptFailed) else None
+        return None if wanted is None else max(0.0, min(wanted, backoff_max_s))
+
+    attempts = retrying(policy, lambda e: isinstance(e, AttemptFailed) and e.retryable, wait_hint=hint, sleep=sleep)
     try:
         for state in attempts:
             with state:

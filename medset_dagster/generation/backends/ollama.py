@@ -92,7 +92,12 @@ class OllamaGenerator:
         self.close()
 
     def check_ready(self) -> None:
-        """Fail fast, with the fix in the message, if the server or the model is missing."""
+        """Fail fast, with the fix in the message, if the server or the model is missing.
+
+        Lists the server's models (within `ready_timeout_s` seconds) and records the model's digest.
+        Raises `GeneratorUnavailable` with reason `CONNECTION_ERROR` when the server does not
+        answer, `MODEL_NOT_FOUND` when it lacks the model.
+        """
         import httpx
         import ollama
 
@@ -102,7 +107,7 @@ class OllamaGenerator:
         probe = self._probe
         try:
             listing = probe.list()
-        except (ConnectionError, httpx.HTTPError, ollama.ResponseError) as err:
+        except (ConnectionError, httpx.HTTPError, ollama.ResponseError, ValueError) as err:  # ValueError: not JSON
             raise GeneratorUnavailable(
                 f"Ollama is not answering at {self.host} ({type(err).__name__}: {err}). "
                 "Start Ollama (`ollama serve`) or set OLLAMA_HOST to the address of a running server."
@@ -114,7 +119,8 @@ class OllamaGenerator:
             present = ", ".join(sorted(m.model or "?" for m in listing.models)) or "none"
             raise GeneratorUnavailable(
                 f"Model {self.model!r} is not on the Ollama server at {self.host} "
-                f"(models present: {present}). Run `ollama pull {self.model}`."
+                f"(models present: {present}). Run `ollama pull {self.model}`.",
+                reason=MODEL_NOT_FOUND,
             )
         digest = entry.digest
         if not digest:
@@ -138,7 +144,9 @@ class OllamaGenerator:
             "seed": params.seed,
         }
 
-    def _attempt(self, request: GenerationRequest) -> GenerationResult:
+    def attempt(self, request: GenerationRequest) -> GenerationResult:
+        """One chat call, no retry: the result (`error` None, `latency_s` and `attempts` 0 for the
+        caller to fill), or `AttemptFailed` naming the reason, with the HTTP status if any."""
         import httpx
         import ollama
 
@@ -154,13 +162,13 @@ class OllamaGenerator:
             status = err.status_code
             if status == 404:
                 raise AttemptFailed(
-                    MODEL_NOT_FOUND, f"{err} - run `ollama pull {self.model}`", retryable=False
+                    MODEL_NOT_FOUND, f"{err} - run `ollama pull {self.model}`", retryable=False, status=404
                 ) from None
             if status == 429:
-                raise AttemptFailed(RATE_LIMITED, str(err), retryable=True) from None
+                raise AttemptFailed(RATE_LIMITED, str(err), retryable=True, status=429) from None
             if status >= 500 or status < 0:
-                raise AttemptFailed(SERVER_ERROR, str(err), retryable=True) from None
-            raise AttemptFailed(CLIENT_ERROR, str(err), retryable=False) from None
+                raise AttemptFailed(SERVER_ERROR, str(err), retryable=True, status=status) from None
+            raise AttemptFailed(CLIENT_ERROR, str(err), retryable=False, status=status) from None
         except httpx.TimeoutException as err:
             raise AttemptFailed(
                 TIMEOUT, f"no answer within {self.timeout_s}s ({type(err).__name__})", retryable=True
@@ -191,7 +199,7 @@ class OllamaGenerator:
     def generate(self, request: GenerationRequest) -> GenerationResult:
         """One item with up to `max_attempts` tries; never raises for a per-item failure."""
         return generate_with_retries(
-            lambda: self._attempt(request),
+            lambda: self.attempt(request),
             max_attempts=self.max_attempts,
             backoff_initial_s=self.backoff_initial_s,
             backoff_max_s=self.backoff_max_s,
