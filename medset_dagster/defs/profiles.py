@@ -47,11 +47,13 @@ def _list_env(name: str) -> list[str]:
 
 
 def _generator(default: str) -> GeneratorResource:
-    backend = os.environ.get("MEDSET_GENERATOR", default)
-    if backend not in ("llama_cpp", "ollama"):
-        raise ProfileError(f"MEDSET_GENERATOR={backend!r} is not a generator backend: set it to llama_cpp or ollama")
+    backend = os.environ.get("MEDSET_GENERATOR", "fleet" if os.environ.get("MEDSET_LLM_FLEET") else default)
+    if backend not in ("llama_cpp", "ollama", "fleet"):
+        raise ProfileError(f"MEDSET_GENERATOR={backend!r} is not a generator backend: set it to llama_cpp, ollama or fleet")
     if backend == "llama_cpp":
         return GeneratorResource(backend="llama_cpp")
+    if backend == "fleet":
+        return GeneratorResource(backend="fleet", fleet_json=_env("MEDSET_LLM_FLEET"), fleet_model=_env("MEDSET_FLEET_MODEL"))
     return GeneratorResource(
         backend="ollama",
         ollama_host=_env("OLLAMA_HOST", "http://127.0.0.1:11434"),

@@ -9,7 +9,11 @@ from medset_dagster.generation.backends.common import (
     diagnose_json_output,
     parse_json_output,
 )
-from medset_dagster.generation.backends.fleet import Endpoint, FleetGenerator, load_endpoints
+from medset_dagster.generation.backends.fleet import (
+    Endpoint,
+    FleetGenerator,
+    load_endpoints,
+)
 from medset_dagster.generation.backends.llama_cpp import (
     LlamaCppGenerator,
     default_smollm2_path,

@@ -260,7 +260,9 @@ class FleetGenerator:
                 host=endpoint.url, model=endpoint.model, timeout_s=timeout, max_attempts=1,
                 max_in_flight=endpoint.in_flight_limit, ready_timeout_s=self.ready_timeout_s,
             )
-        from medset_dagster.generation.backends.openai_compat import OpenAICompatGenerator
+        from medset_dagster.generation.backends.openai_compat import (
+            OpenAICompatGenerator,
+        )
 
         return OpenAICompatGenerator(
             endpoint.url, endpoint.model, api_key_env=endpoint.api_key_env, digest=endpoint.digest,
