@@ -26,10 +26,10 @@ import argparse
 import json
 import os
 import statistics
-import time
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from contextlib import ExitStack
 from pathlib import Path

@@ -13,13 +13,13 @@ polars' own (stable for a given polars version, which the lock file pins).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Iterable, Literal, Sequence
 
 import polars as pl
 
 from medset_dagster.common import markdown
 from medset_dagster.common.text import normalised_text
-from medset_dagster.dataset.records import as_records
+from medset_dagster.dataset.records import RECORD_COLUMNS, as_records
 
 Policy = Literal["card", "published"]
 # One stage per cause, in pipeline order; the same names in asset metadata, the card and build.json.
@@ -94,16 +94,22 @@ def normalised(column: str) -> pl.Expr:
     return normalised_text(pl.col(column))
 
 
-def first_of_each_normalised_pair() -> pl.Expr:
-    """True for the first row of each normalised (input, output) pair.
+def normalised_pair_keys() -> list[pl.Expr]:
+    """The global dedup key: two independent 64-bit hashes of the normalised `input` and `output`
+    (UInt64 columns `_input_key`, `_output_key`).
 
-    Compares two independent 64-bit hashes rather than the strings: a false match needs both to
-    collide (about n^2 / 2^129), and hashing is far cheaper than grouping long strings.
+    Hashes rather than the strings: a false match needs both to collide (about n^2 / 2^129), and
+    hashing is far cheaper than grouping long strings.
     """
-    return pl.struct(normalised("input").hash(1), normalised("output").hash(2)).is_first_distinct()
+    return [normalised("input").hash(1).alias("_input_key"), normalised("output").hash(2).alias("_output_key")]
 
 
-def shuffled(frame: pl.DataFrame, seed: int) -> pl.DataFrame:
+def first_of_each_normalised_pair() -> pl.Expr:
+    """True for the first row of each normalised (input, output) pair (an eager-frame filter)."""
+    return pl.struct(*normalised_pair_keys()).is_first_distinct()
+
+
+def shuffled(frame: pl.DataFrame | pl.LazyFrame, seed: int) -> pl.DataFrame | pl.LazyFrame:
     """Rows ordered by a seeded hash of their content; ties (identical rows) broken by content."""
     return frame.sort([pl.struct(pl.all()).hash(seed), "input", "output"])
 
@@ -120,38 +126,59 @@ def within_length_bounds(policy: CurationPolicy) -> pl.Expr:
     )
 
 
-def _count_by_source(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+def _count_by_source(frame: pl.LazyFrame, name: str) -> pl.LazyFrame:
     return frame.group_by("source").agg(pl.len().cast(pl.Int64).alias(name))
 
 
-def curate(records: pl.DataFrame | Iterable[pl.DataFrame], policy: CurationPolicy) -> CurationResult:
-    """The dataset from `records` (the four String columns, in registry order: dedup keeps the first
-    occurrence): field bounds, then (card policy) global dedup and length bounds, then the seeded
-    shuffle."""
-    frame = as_records(records if isinstance(records, pl.DataFrame) else pl.concat(list(records), how="vertical"))
-    counts = [_count_by_source(frame, "after_generation")]
+@dataclass
+class CurationPlan:
+    """The curation as lazy queries: `dataset` (the four String columns, shuffled) and
+    `stage_counts` (`source` String; `after_generation`, `after_field_bounds`, `after_global_dedup`,
+    `after_length_filter` Int64). Run with the streaming engine, a merge of tens of millions of rows
+    needs memory for the sort's keys, not for the rows."""
+
+    dataset: pl.LazyFrame
+    stage_counts: pl.LazyFrame
+
+
+def curate_lazy(records: Sequence[pl.LazyFrame], policy: CurationPolicy) -> CurationPlan:
+    """`curate` as lazy queries over `records` (each a source's records, in registry order: dedup
+    keeps the first occurrence): field bounds, then (card policy) global dedup and length bounds,
+    then the seeded shuffle."""
+    frame = pl.concat([lf.select([pl.col(name).cast(pl.String) for name in RECORD_COLUMNS]) for lf in records], how="vertical")
+    stages = [_count_by_source(frame, "after_generation")]
     frame = frame.filter(within_field_bounds(policy))
-    counts.append(_count_by_source(frame, "after_field_bounds"))
+    stages.append(_count_by_source(frame, "after_field_bounds"))
     if policy.global_dedup:
-        frame = frame.filter(first_of_each_normalised_pair())
-    counts.append(_count_by_source(frame, "after_global_dedup"))
+        keys = ["_input_key", "_output_key"]
+        frame = frame.with_columns(normalised_pair_keys()).unique(subset=keys, keep="first", maintain_order=True).drop(keys)
+    stages.append(_count_by_source(frame, "after_global_dedup"))
     if policy.length_filter:
         frame = frame.filter(within_length_bounds(policy))
-    counts.append(_count_by_source(frame, "after_length_filter"))
-    dataset = shuffled(frame, policy.seed)
-    stage_counts = counts[0]
-    for extra in counts[1:]:
+    stages.append(_count_by_source(frame, "after_length_filter"))
+    stage_counts = stages[0]
+    for extra in stages[1:]:
         stage_counts = stage_counts.join(extra, on="source", how="left")
-    stage_counts = stage_counts.fill_null(0).sort("source")
+    return CurationPlan(dataset=shuffled(frame, policy.seed), stage_counts=stage_counts.fill_null(0).sort("source"))
+
+
+def curate(records: pl.DataFrame | Iterable[pl.DataFrame], policy: CurationPolicy) -> CurationResult:
+    """`curate_lazy` on in-memory frames, collected: the dataset and the per-source stage counts."""
+    frames = [records] if isinstance(records, pl.DataFrame) else list(records)
+    plan = curate_lazy([as_records(frame).lazy() for frame in frames], policy)
+    dataset, stage_counts = pl.collect_all([plan.dataset, plan.stage_counts])
     return CurationResult(dataset=dataset, stage_counts=stage_counts)
 
 
-def funnel_table(source_stages: dict[str, dict[str, int]], stage_counts: pl.DataFrame, dataset: pl.DataFrame) -> pl.DataFrame:
+def funnel_table(
+    source_stages: dict[str, dict[str, int]], stage_counts: pl.DataFrame, dataset: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Per source (one row each, then TOTAL): the count at every stage of `FUNNEL_STAGES` (Int64).
 
     `source_stages`: source id -> counts of `SOURCE_STAGES` reported by the source's asset; a stage a
     source does not have (a record source is not generated) keeps the count of the stage before.
-    `stage_counts`: `curate(...).stage_counts`; `dataset`: the curated rows.
+    `stage_counts`: `curate(...).stage_counts`; `dataset`: the curated rows, whose per-source counts
+    are `final` (without it, `final` is `after_length_filter`: the shuffle drops no row).
     """
     rows = []
     for source, stages in source_stages.items():
@@ -161,7 +188,10 @@ def funnel_table(source_stages: dict[str, dict[str, int]], stage_counts: pl.Data
             row[stage] = previous
         rows.append(row)
     stats = pl.DataFrame(rows, schema={"source": pl.String, **{stage: pl.Int64 for stage in SOURCE_STAGES}})
-    final = _count_by_source(dataset, "final")
+    if dataset is None:
+        final = stage_counts.select("source", pl.col("after_length_filter").alias("final"))
+    else:
+        final = _count_by_source(dataset.lazy(), "final").collect()
     table = (
         stats.join(stage_counts.drop("after_generation"), on="source", how="full", coalesce=True)
         .join(final, on="source", how="left")

@@ -37,7 +37,7 @@ from medset_dagster.dataset.curation import (
     RELEASE_FUNNEL_STAGES,
     SOURCE_STAGES,
     CurationPolicy,
-    curate,
+    curate_lazy,
     funnel_markdown,
     funnel_table,
 )
@@ -50,6 +50,7 @@ from medset_dagster.dataset.phi import PhiConfig, scan_and_apply
 from medset_dagster.dataset.quality_funnel import FUNNEL_COLUMNS, quality_funnel
 from medset_dagster.dataset.records import markdown_preview
 from medset_dagster.defs.automation import REBUILD_WHEN_STALE
+from medset_dagster.defs.io_manager import LAZY
 from medset_dagster.defs.metadata import (
     latest_metadata,
     latest_observation,
@@ -136,7 +137,7 @@ class QualityGates(ConfigurableResource):
 
 def curated_dataset_asset(record_assets: Sequence[tuple[SourceSpec, AssetsDefinition]]) -> AssetsDefinition:
     """`curated_dataset` over the records of every source, in registry order."""
-    ins = {spec.source_id: AssetIn(key=asset_def.key) for spec, asset_def in record_assets}
+    ins = {spec.source_id: AssetIn(key=asset_def.key, metadata=LAZY) for spec, asset_def in record_assets}
     keys = {spec.source_id: asset_def.key for spec, asset_def in record_assets}
     specs = {spec.source_id: spec for spec, _ in record_assets}
 
@@ -152,13 +153,15 @@ def curated_dataset_asset(record_assets: Sequence[tuple[SourceSpec, AssetsDefini
         code_version=code_version(curation),
         automation_condition=REBUILD_WHEN_STALE,
     )
-    def curated_dataset(context: AssetExecutionContext, config: CurationConfig, **records: pl.DataFrame) -> MaterializeResult:
+    def curated_dataset(context: AssetExecutionContext, config: CurationConfig, **records: pl.LazyFrame) -> MaterializeResult:
         started = time.perf_counter()
         policy = config.to_policy()
         upstream = {source: latest_metadata(context.instance, key) for source, key in keys.items()}
-        result = curate([records[source] for source in keys], policy)
+        # Lazy end to end: the IO manager streams the shuffled rows to Parquet (sink_parquet).
+        plan = curate_lazy([records[source] for source in keys], policy)
+        stage_counts = plan.stage_counts.collect(engine="streaming")
         stages = {source: {stage: m[stage] for stage in SOURCE_STAGES if stage in m} for source, m in upstream.items()}
-        funnel = funnel_table(stages, result.stage_counts, result.dataset)
+        funnel = funnel_table(stages, stage_counts)
         per_source = dict(funnel.filter(pl.col("source") != "TOTAL").select("source", "final").iter_rows())
         facts = {}
         for source, m in upstream.items():
@@ -168,9 +171,9 @@ def curated_dataset_asset(record_assets: Sequence[tuple[SourceSpec, AssetsDefini
                 _, observed = latest_observation(context.instance, observation_key(spec))
                 facts[source]["hub_head"] = observed.get("hub_head", "")
         return MaterializeResult(
-            value=result.dataset,
+            value=plan.dataset,
             metadata={
-                **table_metadata(result.dataset),
+                "dagster/row_count": int(sum(per_source.values())),
                 "policy": policy.name,
                 "seed": MetadataValue.text(str(policy.seed)),
                 "policy_settings": MetadataValue.json(policy.__dict__),
@@ -179,9 +182,8 @@ def curated_dataset_asset(record_assets: Sequence[tuple[SourceSpec, AssetsDefini
                 "per_source_counts": MetadataValue.json(per_source),
                 "source_facts": MetadataValue.json(facts),
                 **{f"rows/{source}": count for source, count in sorted(per_source.items())},
-                "seconds": round(time.perf_counter() - started, 3),
+                "seconds_planning": round(time.perf_counter() - started, 3),
             },
-            data_version=DataVersion(frame_version(result.dataset)),
         )
 
     return curated_dataset

@@ -12,6 +12,7 @@ write and out-of-space message the rest of the pipeline uses, and nothing pickle
 """
 
 
+import time
 import typing
 from pathlib import Path
 
@@ -26,7 +27,12 @@ from dagster import (
 )
 
 from medset_dagster.common.files import NoSpaceLeftError, atomic_write
+from medset_dagster.dataset.records import markdown_preview
+from medset_dagster.defs.metadata import table_schema
 from medset_dagster.defs.resources import PipelineStorage
+
+# `AssetIn(metadata=LAZY)`: load this input as a `pl.LazyFrame` (scan), whatever its annotation.
+LAZY = {"polars": "lazy"}
 
 
 class ParquetIOManager(ConfigurableIOManager):
@@ -56,8 +62,17 @@ class ParquetIOManager(ConfigurableIOManager):
             )
         for partition, frame in frames.items():
             path = self.table_path(context.asset_key.path, partition)
+            started = time.perf_counter()
             self._write(frame, path)
-            context.add_output_metadata({"path": MetadataValue.path(str(path))})
+            metadata = {"path": MetadataValue.path(str(path)), "bytes": path.stat().st_size}
+            if isinstance(frame, pl.LazyFrame):
+                # What the asset could not count before its rows were streamed out: read them back.
+                written = pl.scan_parquet(path)
+                metadata["dagster/row_count"] = written.select(pl.len()).collect().item()
+                metadata["dagster/column_schema"] = table_schema(written.collect_schema())
+                metadata["preview"] = MetadataValue.md(markdown_preview(written.head(5).collect()))
+                metadata["seconds_writing"] = round(time.perf_counter() - started, 3)
+            context.add_output_metadata(metadata)
 
     def _write(self, frame: object, path: Path) -> None:
         if isinstance(frame, pl.LazyFrame):
@@ -75,7 +90,12 @@ class ParquetIOManager(ConfigurableIOManager):
 
     def load_input(self, context: InputContext) -> object:
         wanted = context.dagster_type.typing_type
-        lazy = wanted is pl.LazyFrame or typing.get_origin(wanted) is dict and pl.LazyFrame in typing.get_args(wanted)
+        # Inputs of a `**kwargs` asset have no annotation: `AssetIn(metadata=LAZY)` asks for a scan.
+        lazy = (
+            wanted is pl.LazyFrame
+            or (typing.get_origin(wanted) is dict and pl.LazyFrame in typing.get_args(wanted))
+            or (context.definition_metadata or {}).get("polars") == "lazy"
+        )
         key = context.asset_key
         partitions = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
         frames = {partition: self._read(key.path, partition, lazy, key.to_user_string()) for partition in partitions}

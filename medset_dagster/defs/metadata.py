@@ -23,16 +23,18 @@ from medset_dagster.common import markdown
 from medset_dagster.dataset.records import COLUMN_DESCRIPTIONS, markdown_preview
 
 
+def table_schema(schema: Mapping[str, Any]) -> TableSchema:
+    """A frame's schema for the UI, with descriptions of the dataset's columns."""
+    return TableSchema(
+        columns=[TableColumn(name=name, type=str(dtype), description=COLUMN_DESCRIPTIONS.get(name)) for name, dtype in schema.items()]
+    )
+
+
 def table_metadata(frame: pl.DataFrame, preview_rows: int = 5) -> dict[str, Any]:
     """Row count, column schema (with descriptions of the dataset's columns) and a Markdown preview."""
     return {
         "dagster/row_count": frame.height,
-        "dagster/column_schema": TableSchema(
-            columns=[
-                TableColumn(name=name, type=str(dtype), description=COLUMN_DESCRIPTIONS.get(name))
-                for name, dtype in frame.schema.items()
-            ]
-        ),
+        "dagster/column_schema": table_schema(frame.schema),
         "preview": MetadataValue.md(markdown_preview(frame, preview_rows)),
     }
 

@@ -100,18 +100,18 @@ class ReleaseConfig(Config):
     code_version=code_version(export),
     automation_condition=REBUILD_WHEN_STALE,
 )
-def release_files(context: AssetExecutionContext, config: ReleaseConfig, storage: PipelineStorage, dataset: pl.DataFrame):
+def release_files(context: AssetExecutionContext, config: ReleaseConfig, storage: PipelineStorage, dataset: pl.LazyFrame):
     folder = new_release_folder(storage.releases_dir, context.run_id)
     try:
         files = export.write_release_data(dataset, folder, config.max_rows_per_shard)
     except NoSpaceLeftError as error:
         raise Failure(str(error), allow_retries=False) from error
     listing = pl.DataFrame([(str(folder), f.path, f.bytes, f.sha256) for f in files], schema=FILES_SCHEMA, orient="row")
-    per_source = dict(dataset.group_by("source").len().sort("source").iter_rows())
+    per_source = dict(dataset.group_by("source").len().sort("source").collect().iter_rows())
     return MaterializeResult(
         value=listing,
         metadata={
-            "dagster/row_count": dataset.height,
+            "dagster/row_count": sum(per_source.values()),
             "files": files_table((f.path, f.bytes, f.sha256) for f in files),
             "release_dir": MetadataValue.path(str(folder)),
             "shards": len(files) - 1,

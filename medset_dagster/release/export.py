@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -20,40 +19,84 @@ def shard_names(shard_count: int, split: str = "train") -> list[str]:
     return [f"{DATA_DIR}/{split}-{i:05d}-of-{shard_count:05d}.parquet" for i in range(shard_count)]
 
 
-def write_parquet_strings(frame: pl.DataFrame, path: Path) -> None:
-    """`frame` as zstd Parquet whose text columns are Arrow `string`, not polars' default
-    `large_string`: the Hub's `datasets` then gives the Parquet shards and the JSON array the same
-    features (`Value("string")`), so the two load and concatenate alike."""
+# Rows per Parquet row group: fixed, so the bytes do not depend on how the engine batches rows.
+ROW_GROUP_ROWS = 100_000
+
+
+def _string_schema(schema):
+    """`schema` with large/view string columns as Arrow `string`: the Hub's `datasets` then gives
+    the Parquet shards and the JSON array the same features (`Value("string")`)."""
     import pyarrow as pa
+
+    def plain(field):
+        text = pa.types.is_large_string(field.type) or pa.types.is_string_view(field.type)
+        return pa.field(field.name, pa.string() if text else field.type, nullable=field.nullable)
+
+    return pa.schema([plain(field) for field in schema])
+
+
+def _fixed_size_batches(frame: pl.LazyFrame, rows: int):
+    """The rows of `frame` (streamed) regrouped into DataFrames of exactly `rows` rows (the last
+    one shorter), whatever batch sizes the engine yields."""
+    pending: list[pl.DataFrame] = []
+    count = 0
+    for batch in frame.collect_batches():
+        pending.append(batch)
+        count += batch.height
+        while count >= rows:
+            joined = pl.concat(pending)
+            yield joined.slice(0, rows)
+            rest = joined.slice(rows)
+            pending, count = ([rest] if rest.height else []), rest.height
+    if count:
+        yield pl.concat(pending)
+
+
+def write_parquet_strings(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
+    """`frame` streamed to zstd Parquet, row groups of `ROW_GROUP_ROWS`, text columns as Arrow `string`."""
     import pyarrow.parquet as pq
 
-    table = frame.to_arrow()
-    schema = pa.schema([pa.field(f.name, pa.string() if pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type) else f.type, nullable=f.nullable) for f in table.schema])
-    pq.write_table(table.cast(schema), path, compression="zstd", write_statistics=True)
+    lazy = frame.lazy()
+    schema = _string_schema(lazy.head(0).collect().to_arrow().schema)
+    with pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True) as writer:
+        for group in _fixed_size_batches(lazy, ROW_GROUP_ROWS):
+            writer.write_table(group.to_arrow().cast(schema))
 
 
-def write_release_data(dataset: pl.DataFrame, release_dir: Path, max_rows_per_shard: int = 50_000) -> list[ReleaseFile]:
+def write_json_array(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
+    """`frame` streamed as one JSON array of objects, keys in column order, no whitespace: the
+    bytes of polars' `write_json`, written batch by batch (each row encoded in Rust)."""
+    first = True
+    with open(path, "wb") as out:
+        out.write(b"[")
+        for batch in frame.lazy().collect_batches():
+            encoded = batch.select(pl.struct(pl.all()).struct.json_encode().str.join(",")).item()
+            if not encoded:
+                continue
+            if not first:
+                out.write(b",")
+            out.write(encoded.encode("utf-8"))
+            first = False
+        out.write(b"]")
+
+
+def write_release_data(dataset: pl.DataFrame | pl.LazyFrame, release_dir: Path, max_rows_per_shard: int = 50_000) -> list[ReleaseFile]:
     """Shards `data/train-0000K-of-0000N.parquet` and the JSON array, keys in the published order,
     written into `release_dir` (a new, empty release folder); returns the files written.
 
-    `dataset`: the four String columns of `records.RECORD_COLUMNS`. Each file is written through
+    `dataset`: the four String columns of `records.RECORD_COLUMNS`, in memory or lazy (a
+    `LazyFrame` is streamed: rows are never all in memory). Each file is written through
     `atomic_write`; a full disk raises `NoSpaceLeftError` naming the file.
     """
     release_dir = Path(release_dir)
-    dataset = dataset.select(RECORD_COLUMNS)
-    shard_count = max(1, math.ceil(dataset.height / max_rows_per_shard))
+    lazy = dataset.lazy().select(RECORD_COLUMNS)
+    total = lazy.select(pl.len()).collect().item()
+    shard_count = max(1, math.ceil(total / max_rows_per_shard))
     names = shard_names(shard_count)
     (release_dir / DATA_DIR).mkdir(parents=True, exist_ok=True)
-
-    def write_shard(index: int, name: str) -> None:
-        shard = dataset.slice(index * max_rows_per_shard, max_rows_per_shard)
-        atomic_write(release_dir / name, lambda tmp: write_parquet_strings(shard, tmp))
-
-    # polars releases the GIL while writing: the JSON array and the shards are written side by side.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        json_written = pool.submit(atomic_write, release_dir / JSON_NAME, lambda tmp: dataset.write_json(tmp))
-        for index, name in enumerate(names):
-            write_shard(index, name)
-        json_written.result()
+    for index, name in enumerate(names):
+        shard = lazy.slice(index * max_rows_per_shard, max_rows_per_shard)
+        atomic_write(release_dir / name, lambda tmp, shard=shard: write_parquet_strings(shard, tmp))
+    atomic_write(release_dir / JSON_NAME, lambda tmp: write_json_array(lazy, tmp))
     wanted = {*names, JSON_NAME}
     return [f for _, f in list_release_files(release_dir) if f.path in wanted]
