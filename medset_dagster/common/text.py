@@ -27,12 +27,24 @@ def normalised_text(expr: pl.Expr) -> pl.Expr:
     .lower().split())` for text without control separators; null stays null.
     """
     return (
-        expr.str.normalize("NFKC")
+        expr.map_batches(_nfkc, return_dtype=pl.String, is_elementwise=True)
         .str.replace_all(_FORMAT, "")
         .str.to_lowercase()
-        .str.replace_all(r"\s+", " ")
+        # The same result as replacing r"\s+" with " " (Unicode whitespace), about 3x faster: a
+        # single plain space, by far the commonest case, is left where it is.
+        .str.replace_all(r"\s{2,}|[^\S ]", " ")
         .str.strip_chars()
     )
+
+
+def _nfkc(values: pl.Series) -> pl.Series:
+    """NFKC of the values that are not pure ASCII (NFKC leaves ASCII as it is): most text is ASCII,
+    and polars' normalisation costs as much per string whatever it holds."""
+    needs = values.str.contains(r"[^\x00-\x7f]").fill_null(False)
+    if not needs.any():
+        return values
+    rows = needs.arg_true()
+    return values.scatter(rows, values.gather(rows).str.normalize("NFKC"))
 
 
 def _fixer_config():
