@@ -44,10 +44,15 @@ test: setup
 dev: setup
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
 
+## Scripts that print their figures (not tests): curation, retrieval, generation, the LLM fleet,
+## text hygiene and the quality stages.
 benchmarks: setup
 	$(VENV)/bin/python benchmarks/curation.py
 	$(VENV)/bin/python benchmarks/retrieval.py
 	$(VENV)/bin/python benchmarks/generation.py
+	$(VENV)/bin/python benchmarks/fleet.py
+	$(VENV)/bin/python benchmarks/hygiene.py
+	$(VENV)/bin/python benchmarks/quality.py
 
 clean:
 	find .dagster -mindepth 1 ! -name dagster.yaml -exec rm -rf {} + 2>/dev/null || true

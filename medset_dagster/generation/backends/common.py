@@ -208,6 +208,25 @@ class AttemptFailed(Exception):
 
 
 
+def parsed_result(text: str, finish: str, prompt_tokens: int, completion_tokens: int, schema: dict[str, Any]) -> GenerationResult:
+    """One answer as a result: `text` parsed against `schema` (see `diagnose_json_output`); raises
+    `AttemptFailed` (retryable; `truncated` when `finish` is "length") when it does not satisfy it.
+    Latency and attempts are filled in by `generate_with_retries`."""
+    parsed, reason = diagnose_json_output(text, schema)
+    if reason is not None:
+        raise output_failure(reason, finish, text, prompt_tokens, completion_tokens)
+    return GenerationResult(
+        text=text,
+        parsed=parsed,
+        finish_reason=finish,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        latency_s=0.0,
+        attempts=0,
+        error=None,
+    )
+
+
 def generate_with_retries(
     attempt: Callable[[], GenerationResult],
     *,

@@ -16,9 +16,8 @@ from medset_dagster.generation.backends.common import (
     GenerationRequest,
     GenerationResult,
     GeneratorUnavailable,
-    diagnose_json_output,
     generate_with_retries,
-    output_failure,
+    parsed_result,
     required_fields,
 )
 
@@ -147,21 +146,8 @@ class LlamaCppGenerator:
         text = choice["message"].get("content") or ""
         finish = choice.get("finish_reason") or "stop"
         usage = out.get("usage") or {}
-        parsed, reason = diagnose_json_output(text, request.schema)
-        if reason is not None:
-            raise output_failure(
-                reason, finish, text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
-            )
-        return GenerationResult(
-            text=text,
-            parsed=parsed,
-            finish_reason=finish,
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
-            latency_s=0.0,
-            attempts=0,
-            error=None,
-        )
+        prompt_tokens, completion_tokens = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
+        return parsed_result(text, finish, prompt_tokens, completion_tokens, request.schema)
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         self.check_ready()

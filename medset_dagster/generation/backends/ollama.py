@@ -19,9 +19,8 @@ from medset_dagster.generation.backends.common import (
     GenerationRequest,
     GenerationResult,
     GeneratorUnavailable,
-    diagnose_json_output,
     generate_with_retries,
-    output_failure,
+    parsed_result,
 )
 
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
@@ -182,19 +181,7 @@ class OllamaGenerator:
         finish = response.done_reason or "stop"
         prompt_tokens = response.prompt_eval_count or 0
         completion_tokens = response.eval_count or 0
-        parsed, reason = diagnose_json_output(text, request.schema)
-        if reason is not None:
-            raise output_failure(reason, finish, text, prompt_tokens, completion_tokens)
-        return GenerationResult(
-            text=text,
-            parsed=parsed,
-            finish_reason=finish,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            latency_s=0.0,
-            attempts=0,
-            error=None,
-        )
+        return parsed_result(text, finish, prompt_tokens, completion_tokens, request.schema)
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         """One item with up to `max_attempts` tries; never raises for a per-item failure."""

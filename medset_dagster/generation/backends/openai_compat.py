@@ -38,9 +38,8 @@ from medset_dagster.generation.backends.common import (
     GenerationRequest,
     GenerationResult,
     GeneratorUnavailable,
-    diagnose_json_output,
     generate_with_retries,
-    output_failure,
+    parsed_result,
 )
 
 # Self-hosted servers accept any key; the client library insists on one. Never OPENAI_API_KEY by
@@ -278,19 +277,7 @@ class OpenAICompatGenerator:
             raise AttemptFailed(
                 SERVER_ERROR, f"unreadable response ({type(err).__name__}): {str(response)[:200]!r}", retryable=True
             ) from None
-        parsed, reason = diagnose_json_output(text, request.schema)
-        if reason is not None:
-            raise output_failure(reason, finish, text, prompt_tokens, completion_tokens)
-        return GenerationResult(
-            text=text,
-            parsed=parsed,
-            finish_reason=finish,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            latency_s=0.0,
-            attempts=0,
-            error=None,
-        )
+        return parsed_result(text, finish, prompt_tokens, completion_tokens, request.schema)
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         """One item with up to `max_attempts` tries; never raises for a per-item failure."""
