@@ -223,6 +223,12 @@ def _detectors(phone_regions: tuple[str, ...]) -> dict[str, _Detector]:
     }
 
 
+def redact_text(text: str, config: PhiConfig = PhiConfig()) -> str:
+    """`text` with every finding of `scan_text` replaced by its kind's placeholder ([PHONE], ...)."""
+    spans = [(start, end, kind) for kind, start, end, _score, _name in scan_text(text, config.kinds, config)]
+    return _redact(text, spans) if spans else text
+
+
 def scan_text(text: str, kinds: Sequence[str] = KINDS, config: PhiConfig = PhiConfig()) -> list[tuple[str, int, int, float, str]]:
     """Findings in one string: (kind, start, end, score, recognizer), character offsets, overlaps
     resolved (the higher score wins, then the longer span, then the earlier kind in `KINDS`)."""

@@ -249,34 +249,52 @@ RELEASE_DATASET = PHI_SCRUBBED
 
 
 def with_row_ids(dataset: pl.DataFrame) -> pl.DataFrame:
-    """`row_id` (String, 16 hex characters): a hash of the row's four fields, unique per row
-    (curation removed exact duplicates under both policies' keys; a repeat gets its position)."""
+    """`row_id` (String): "<hash of the row's four fields>-<its position among equal rows>", unique
+    per row and stable across runs of the same polars version."""
     digest = pl.concat_str(RECORD_FIELDS, separator="\x1f").hash(seed=7).cast(pl.String)
     ids = pl.format("{}-{}", digest, pl.int_range(pl.len()).over(digest))
     return dataset.with_columns(ids.alias("row_id"))
 
 
 RECORD_FIELDS = [pl.col(c) for c in ("input", "context", "output", "source")]
+
+
+def stage_outs(dataset: str, dataset_description: str, table: str, table_description: str, *modules) -> dict[str, AssetOut]:
+    """The two outputs of a quality stage: the dataset it passes on and the table of what it removed
+    or found, both in the `dataset` group, versioned by the stage's plain modules."""
+    version = code_version(*modules)
+    return {
+        name: AssetOut(
+            group_name="dataset",
+            kinds={"polars", "parquet"},
+            description=description,
+            code_version=version,
+            automation_condition=REBUILD_WHEN_STALE,
+        )
+        for name, description in ((dataset, dataset_description), (table, table_description))
+    }
+
+
+def table_result(key: str, frame: pl.DataFrame) -> MaterializeResult:
+    """A quality stage's table (removed rows, findings) with its count and a preview."""
+    return MaterializeResult(
+        asset_key=key,
+        value=frame,
+        metadata={"dagster/row_count": frame.height, "preview": MetadataValue.md(markdown_preview(frame))},
+        data_version=DataVersion(frame_version(frame)),
+    )
+
+
 @multi_asset(
-    outs={
-        NEAR_DEDUPLICATED: AssetOut(
-            group_name="dataset",
-            kinds={"polars", "parquet"},
-            description="The curated dataset without near-duplicates; one row kept per cluster (source priority, then first occurrence).",
-            code_version=code_version(near_duplicates, ngrams),
-            automation_condition=REBUILD_WHEN_STALE,
-        ),
-        "near_duplicates": AssetOut(
-            group_name="dataset",
-            kinds={"polars", "parquet"},
-            description=(
-                "Rows removed as near-duplicates (MinHash LSH over word n-grams of input and output): cluster id, "
-                "the kept row's id and source, the estimated Jaccard similarity."
-            ),
-            code_version=code_version(near_duplicates, ngrams),
-            automation_condition=REBUILD_WHEN_STALE,
-        ),
-    },
+    outs=stage_outs(
+        NEAR_DEDUPLICATED,
+        "The curated dataset without near-duplicates; one row kept per cluster (source priority, then first occurrence).",
+        "near_duplicates",
+        "Rows removed as near-duplicates (MinHash LSH over word n-grams of input and output): cluster id, "
+        "the kept row's id and source, the estimated Jaccard similarity.",
+        near_duplicates,
+        ngrams,
+    ),
     ins={"curated_dataset": AssetIn(key=CURATED_DATASET)},
     can_subset=False,
 )
@@ -293,18 +311,19 @@ def near_deduplication(context: AssetExecutionContext, quality_gates: QualityGat
             "clusters": stats["clusters"],
             **{f"removed/{source}": int(n) for source, n in sorted(stats["removed_by_source"].items())},
             "removals_by_source": MetadataValue.md(near_duplicates.removals_markdown(stats)),
-            "largest_clusters": MetadataValue.md(near_duplicates.clusters_markdown(stats["largest_clusters"])),
-            "stats": MetadataValue.json(_json_safe(stats)),
+            # Previews come before the PHI stage: redact them before they reach the UI.
+            "largest_clusters": MetadataValue.md(near_duplicates.clusters_markdown(redacted_previews(stats["largest_clusters"]))),
+            "stats": MetadataValue.json(_json_safe({**stats, "largest_clusters": redacted_previews(stats["largest_clusters"])})),
             "seconds": round(time.perf_counter() - started, 3),
         },
         data_version=DataVersion(frame_version(result.kept)),
     )
-    yield MaterializeResult(
-        asset_key="near_duplicates",
-        value=result.near_duplicates,
-        metadata={"dagster/row_count": result.near_duplicates.height, "preview": MetadataValue.md(markdown_preview(result.near_duplicates))},
-        data_version=DataVersion(frame_version(result.near_duplicates)),
-    )
+    yield table_result("near_duplicates", result.near_duplicates)
+
+
+def redacted_previews(clusters: list[dict]) -> list[dict]:
+    """Cluster summaries whose `preview` text has every PHI finding replaced by its placeholder."""
+    return [{**cluster, "preview": phi.redact_text(cluster.get("preview") or "")} for cluster in clusters]
 
 
 def _json_safe(value):
@@ -321,22 +340,14 @@ def near_duplicate_source_loss(context, quality_gates: QualityGates) -> AssetChe
 
 
 @multi_asset(
-    outs={
-        DECONTAMINATED: AssetOut(
-            group_name="dataset",
-            kinds={"polars", "parquet"},
-            description="The dataset without rows that share an n-gram (13 tokens by default) with a benchmark's test item.",
-            code_version=code_version(decontamination, ngrams),
-            automation_condition=REBUILD_WHEN_STALE,
-        ),
-        "contaminated_rows": AssetOut(
-            group_name="dataset",
-            kinds={"polars", "parquet"},
-            description="Rows removed as benchmark contamination: the benchmark, the item id, the field and the matched span.",
-            code_version=code_version(decontamination, ngrams),
-            automation_condition=REBUILD_WHEN_STALE,
-        ),
-    },
+    outs=stage_outs(
+        DECONTAMINATED,
+        "The dataset without rows that share an n-gram (13 tokens by default) with a benchmark's test item.",
+        "contaminated_rows",
+        "Rows removed as benchmark contamination: the benchmark, the item id, the field and the matched span.",
+        decontamination,
+        ngrams,
+    ),
     ins={NEAR_DEDUPLICATED: AssetIn(key=NEAR_DEDUPLICATED), BENCHMARK_INDEX: AssetIn(key=BENCHMARK_INDEX)},
     can_subset=False,
 )
@@ -361,12 +372,7 @@ def decontamination_stage(context: AssetExecutionContext, quality_gates: Quality
         },
         data_version=DataVersion(frame_version(result.kept)),
     )
-    yield MaterializeResult(
-        asset_key="contaminated_rows",
-        value=result.contaminated_rows,
-        metadata={"dagster/row_count": result.contaminated_rows.height, "preview": MetadataValue.md(markdown_preview(result.contaminated_rows))},
-        data_version=DataVersion(frame_version(result.contaminated_rows)),
-    )
+    yield table_result("contaminated_rows", result.contaminated_rows)
 
 
 BENCHMARK_COLUMNS = ["benchmark", "item_id", "question", "options", "answer"]
@@ -400,22 +406,13 @@ def benchmark_index(context: AssetExecutionContext, quality_gates: QualityGates,
 
 
 @multi_asset(
-    outs={
-        PHI_SCRUBBED: AssetOut(
-            group_name="dataset",
-            kinds={"polars", "parquet"},
-            description="The dataset after the PHI/PII scan: findings redacted with typed placeholders ([PHONE]...) or rows dropped, by policy.",
-            code_version=code_version(phi),
-            automation_condition=REBUILD_WHEN_STALE,
-        ),
-        "phi_findings": AssetOut(
-            group_name="dataset",
-            kinds={"polars", "parquet"},
-            description="Every PHI/PII finding: row id, field, kind, span offsets and recognizer; never the matched text.",
-            code_version=code_version(phi),
-            automation_condition=REBUILD_WHEN_STALE,
-        ),
-    },
+    outs=stage_outs(
+        PHI_SCRUBBED,
+        "The dataset after the PHI/PII scan: findings redacted with typed placeholders ([PHONE]...) or rows dropped, by policy.",
+        "phi_findings",
+        "Every PHI/PII finding: row id, field, kind, span offsets and recognizer; never the matched text.",
+        phi,
+    ),
     ins={DECONTAMINATED: AssetIn(key=DECONTAMINATED), "curated_dataset": AssetIn(key=CURATED_DATASET, dagster_type=Nothing)},
     can_subset=False,
 )
@@ -446,12 +443,7 @@ def phi_scan(context: AssetExecutionContext, quality_gates: QualityGates, **inpu
         },
         data_version=DataVersion(frame_version(result.kept)),
     )
-    yield MaterializeResult(
-        asset_key="phi_findings",
-        value=result.phi_findings,
-        metadata={"dagster/row_count": result.phi_findings.height, "preview": MetadataValue.md(markdown_preview(result.phi_findings))},
-        data_version=DataVersion(frame_version(result.phi_findings)),
-    )
+    yield table_result("phi_findings", result.phi_findings)
 
 
 def full_funnel(curated_funnel: list[dict], quality: pl.DataFrame, final: pl.DataFrame) -> list[dict]:
