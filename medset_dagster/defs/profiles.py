@@ -66,7 +66,11 @@ def resources_for(profile: str, overrides: Mapping[str, object] | None = None) -
     storage = PipelineStorage(data_dir=os.environ.get("MEDSET_DATA_DIR", str(DEFAULT_DATA_DIR)))
     common = {
         "storage": storage,
-        "quality_gates": QualityGates(acknowledge_shrink=_list_env("MEDSET_ACKNOWLEDGE_SHRINK")),
+        "quality_gates": QualityGates(
+            acknowledge_shrink=_list_env("MEDSET_ACKNOWLEDGE_SHRINK"),
+            acknowledge_near_dup_loss=_list_env("MEDSET_ACKNOWLEDGE_NEAR_DUP_LOSS"),
+            phi_policy=os.environ.get("MEDSET_PHI_POLICY", "redact"),
+        ),
     }
     if profile == "sample":
         resources = {
