@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 
 from dagster import ExecutorDefinition, Field, Map, executor, in_process_executor
@@ -55,6 +56,11 @@ CELERY_SETTINGS: dict = {
     # Step results (their Dagster events) are read once by the run's process.
     "result_expires": 24 * 3600,
 }
+
+
+# dagster-celery defines its `execute_plan` task anew for every step it submits (the same code each
+# time); Celery 5.7 warns about the second definition once per run. Nothing is wrong: silence that.
+warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered to a different callable")
 
 
 class ExecutorChoiceError(ValueError):
