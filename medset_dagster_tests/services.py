@@ -39,7 +39,7 @@ def cluster_module() -> ModuleType:
 @dataclass
 class Services:
     """A running Postgres and Redis, and the environment that reaches them (DAGSTER_HOME on the
-    Postgres instance file, DAGSTER_PG_*, MEDSET_EXECUTOR=celery, MEDSET_CELERY_BROKER)."""
+    Postgres instance file, DAGSTER_PG_*, MEDSET_CELERY_BROKER)."""
 
     cluster: object
     env: dict[str, str]

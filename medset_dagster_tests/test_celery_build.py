@@ -115,7 +115,7 @@ def test_celery_build_on_postgres_and_redis_gives_the_in_process_release(cluster
 
     # Through Celery: two workers, the first also on the `llm` queue.
     celery_dir = tmp_path / "celery"
-    celery_env = {**base, **cluster_services.env, "MEDSET_DATA_DIR": str(celery_dir)}
+    celery_env = {**base, **cluster_services.env, "MEDSET_EXECUTOR": "celery", "MEDSET_DATA_DIR": str(celery_dir)}
     with cluster_services.workers(2, celery_env, llm_workers=1) as workers:
         assert [(w.name, w.queues) for w in workers] == [("medset-w1", ("dagster", "llm")), ("medset-w2", ("dagster",))]
         celery_s = run_build(celery_env, tmp_path / "celery.log")

@@ -4,6 +4,7 @@ Postgres (the Dagster instance), Redis (the Celery broker and result backend) an
 and what the tests start (medset_dagster_tests/services.py).
 
     python deploy/local/cluster.py install          # apt-get install postgresql redis-server if missing
+                                                    # (--optional: only warn without apt-get)
     python deploy/local/cluster.py up               # start Postgres and Redis (installing them if missing)
     python deploy/local/cluster.py env              # the variables that reach them, as `export` lines
     python deploy/local/cluster.py build -w 2       # 2 workers, a build through Celery, workers stopped
@@ -492,21 +493,18 @@ class Cluster:
         """Install if missing, start Postgres and Redis, write and return the environment."""
         ensure_packages()
         self._prepare()
-        env = {
-            "DAGSTER_HOME": str(self.dagster_home),
-            **self.postgres.start(),
-            "MEDSET_EXECUTOR": "celery",
-            "MEDSET_CELERY_BROKER": self.redis.start(),
-        }
+        env = {"DAGSTER_HOME": str(self.dagster_home), **self.postgres.start(), "MEDSET_CELERY_BROKER": self.redis.start()}
         migrate_instance(env)
         _write_private(self.env_file, "".join(f"export {key}={shlex.quote(value)}\n" for key, value in env.items()))
         return env
 
     def env(self) -> dict[str, str]:
-        """The environment of a running cluster (from the state folder)."""
+        """How to reach a running cluster (from the state folder): DAGSTER_HOME on the Postgres
+        instance file, DAGSTER_PG_*, MEDSET_CELERY_BROKER. Not MEDSET_EXECUTOR: a shell that
+        sources these and builds without workers would wait for them forever."""
         if not (self.postgres.running() and self.redis.running()):
             raise ServiceError(f"the cluster in {self.state_dir} is not running: `make cluster-up` first")
-        return {"DAGSTER_HOME": str(self.dagster_home), **self.postgres.env(), "MEDSET_EXECUTOR": "celery", "MEDSET_CELERY_BROKER": self.redis.url()}
+        return {"DAGSTER_HOME": str(self.dagster_home), **self.postgres.env(), "MEDSET_CELERY_BROKER": self.redis.url()}
 
     def down(self) -> None:
         """Stop recorded workers, Redis and Postgres; the Postgres data folder stays."""
@@ -517,7 +515,10 @@ class Cluster:
     def build(self, workers: int, llm_workers: int = 1, args: Sequence[str] = ()) -> int:
         """Start `workers` workers, run `python -m medset_dagster build` through Celery, stop them;
         returns the build's exit code."""
-        env = {**os.environ, **self.env()}
+        if not 1 <= llm_workers <= workers:
+            # A queue nobody consumes leaves its steps waiting forever.
+            raise ServiceError(f"{workers} workers with {llm_workers} on the LLM queues: at least one worker must take them")
+        env = {**os.environ, **self.env(), "MEDSET_EXECUTOR": "celery"}
         started = start_workers(self.state_dir, workers, env, llm_workers=llm_workers)
         try:
             print("workers: " + ", ".join(f"{w.name} ({', '.join(w.queues)})" for w in started), flush=True)
@@ -535,12 +536,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-w", "--workers", type=int, default=2, help="workers for `build` (default 2)")
     parser.add_argument("--llm-workers", type=int, default=1, help="workers that also take the LLM queues (default 1)")
     parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("MEDSET_CLUSTER_DIR", DEFAULT_STATE_DIR)))
+    parser.add_argument("--optional", action="store_true", help="install: only warn when apt-get is unavailable (the tests then skip)")
     parser.add_argument("build_args", nargs="*", help="arguments for `python -m medset_dagster build` (after --)")
     args = parser.parse_args(argv)
     cluster = Cluster(args.state_dir)
     try:
         if args.command == "install":
-            ensure_packages()
+            try:
+                ensure_packages()
+            except AptUnavailable as error:
+                if not args.optional:
+                    raise
+                print(f"cluster: {error}; the tests that need Postgres and Redis will skip", file=sys.stderr)
         elif args.command == "up":
             env = cluster.up()
             print(f"Postgres on 127.0.0.1:{env['DAGSTER_PG_PORT']}, Redis on 127.0.0.1:{cluster.redis.port_file.read_text().strip()}; "
