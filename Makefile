@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export MEDSET_PROFILE ?= sample
 
-.PHONY: setup build publish test dev benchmarks clean
+.PHONY: setup build publish test dev benchmarks clean cluster-packages cluster-up cluster-build cluster-down
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -36,8 +36,8 @@ build: setup
 publish: setup
 	$(MEDSET) publish
 
-## Run the test suite.
-test: setup
+## Run the test suite (the Celery build test starts Postgres and Redis: installed first if missing).
+test: setup cluster-packages
 	$(VENV)/bin/python -m pytest -q
 
 ## The web UI on http://127.0.0.1:$(PORT) (same as `dg dev`).
@@ -53,6 +53,29 @@ benchmarks: setup
 	$(VENV)/bin/python benchmarks/fleet.py
 	$(VENV)/bin/python benchmarks/hygiene.py
 	$(VENV)/bin/python benchmarks/quality.py
+
+## The Celery deployment on this machine (deploy/local/cluster.py; state in the git-ignored .cluster/).
+CLUSTER := $(VENV)/bin/python deploy/local/cluster.py
+WORKERS ?= 2
+
+## Install postgresql and redis-server with apt-get if missing (without apt-get: a warning, and
+## the tests that need them skip).
+cluster-packages: setup
+	$(CLUSTER) install --optional
+
+## Start Postgres (the Dagster instance, deploy/postgres/dagster.yaml) and Redis (the Celery broker)
+## on 127.0.0.1 at free ports; `source .cluster/env` gives a shell their settings.
+cluster-up: setup
+	$(CLUSTER) up
+
+## Build through the Celery executor against them: $(WORKERS) local workers (the first also on the
+## `llm` queue) started, the build, the workers stopped.
+cluster-build: cluster-up
+	$(CLUSTER) build --workers $(WORKERS)
+
+## Stop the workers, Redis and Postgres (Postgres keeps its data in .cluster/).
+cluster-down:
+	$(PYTHON) deploy/local/cluster.py down
 
 clean:
 	find .dagster -mindepth 1 ! -name dagster.yaml -exec rm -rf {} + 2>/dev/null || true

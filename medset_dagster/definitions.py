@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from dagster import Definitions, in_process_executor
+from dagster import Definitions
 
 from medset_dagster.defs.automation import nightly_rebuild
 from medset_dagster.defs.dataset import (
@@ -24,6 +24,7 @@ from medset_dagster.defs.dataset import (
     curated_dataset_asset,
     curated_dataset_checks,
 )
+from medset_dagster.defs.executors import executor_from_env
 from medset_dagster.defs.generation import (
     GENERATED_RECORD_ASSETS,
     GENERATION_TASK_ASSETS,
@@ -67,9 +68,9 @@ def make_definitions(profile: str, resource_overrides: Mapping[str, object] | No
         jobs=build_jobs([observation.key for observation in HUB_OBSERVATIONS], lambda: made[0].resolve_asset_graph()),
         sensors=[nightly_rebuild],
         resources=resources_for(profile, resource_overrides),
-        # Steps run in one process: on 2 cores a process per step spends 7-10 s importing dagster,
-        # datasets and faiss, more than most steps take. The Celery deployment overrides this.
-        executor=in_process_executor,
+        # MEDSET_EXECUTOR (defs/executors.py): in-process by default (on 2 cores a process per step
+        # spends 7-10 s importing, more than most steps take), `celery` or `k8s` past one machine.
+        executor=executor_from_env(),
     )
     made.append(definitions)
     return definitions
