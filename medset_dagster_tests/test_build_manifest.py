@@ -10,16 +10,23 @@ import pytest
 from medset_dagster.common.hashing import sha256_file
 from medset_dagster.dataset.curation import CurationPolicy
 from medset_dagster.release.build_manifest import (
+    CODE_URL_SETTING,
     MANIFEST_NAME,
     UNKNOWN_COMMIT,
     BuildManifest,
     DocumentEntry,
     GenerationInfo,
     RetrievalInfo,
+    SourceEntry,
     build_manifest,
+    code_url,
+    commit_year,
     compute_file_hashes,
     generation_task,
     git_commit,
+    public_url,
+    reproduce_command,
+    reproduce_settings,
     source_entries,
     write_manifest,
 )
@@ -51,7 +58,7 @@ def manifest_for(release: Path, lock_file: Path, **overrides) -> BuildManifest:
         release_dir=release,
         version="0.1.0",
         licence=LicenceDecision("other", [], ["per-source terms"]),
-        sources=source_entries(dataset_sources(), {"medqa": 1}),
+        sources=source_entries(dataset_sources(), {"medqa": 1}, revisions_loaded={"medqa": "c" * 64}),
         curation=CurationPolicy(),
         documents=[DocumentEntry("doc", "doc.pdf", "ab" * 32, "CC0-1.0", "A document")],
         generation=GenerationInfo("llama_cpp", "smollm2", None, [generation_task("medqa", 2, 1)]),
@@ -62,6 +69,8 @@ def manifest_for(release: Path, lock_file: Path, **overrides) -> BuildManifest:
         code_version="code-1",
         lock_file=lock_file,
         commit="a" * 40,
+        command="MEDSET_PROFILE=sample make build",
+        code_url="https://git.example.org/medset",
     )
     args.update(overrides)
     return build_manifest(**args)
@@ -130,8 +139,11 @@ def test_written_manifest_is_sorted_json_with_the_recorded_fields(tmp_path: Path
                                 "global_dedup": True, "length_filter": True}
     medqa = next(s for s in data["sources"] if s["source_id"] == "medqa")
     assert medqa == {"source_id": "medqa", "hub_repo": "truehealth/medqa", "config": None,
-                     "revision": "e8fc5634288cca740bdd1c8c973f3f41b0171085", "revision_observed": None,
+                     "revision_loaded": "c" * 64, "loaded_from": "local_mirror",
+                     "revision_pinned": "e8fc5634288cca740bdd1c8c973f3f41b0171085", "hub_head": None,
                      "licence": "none declared (upstream MedQA: MIT)", "rows": 1}
+    assert data["command"] == "MEDSET_PROFILE=sample make build"
+    assert data["code_url"] == "https://git.example.org/medset"
     task = data["generation"]["tasks"][0]
     assert task["task"] == "medqa" and task["items_requested"] == 2 and task["items_kept"] == 1
     assert task["parameters"]["medqa_explanation"]["temperature"] == 0.3
@@ -155,7 +167,8 @@ def test_inputs_may_be_plain_dicts(tmp_path: Path, lock_file: Path) -> None:
     manifest = manifest_for(
         release,
         lock_file,
-        sources=[{"source_id": "s", "hub_repo": "o/r", "config": None, "revision": "r1", "licence": "mit", "rows": 3}],
+        sources=[{"source_id": "s", "hub_repo": "o/r", "config": None, "revision_loaded": "1" * 40, "loaded_from": "hub",
+                  "revision_pinned": "1" * 40, "licence": "mit", "rows": 3}],
         documents=[{"doc_id": "d", "filename": "d.pdf", "sha256": "00", "licence": "CC0-1.0"}],
         generation={"backend": "ollama", "model": "gemma3n:e4b", "digest": "sha256:x",
                     "tasks": [{"task": "medqa", "template_version": "v", "items_requested": 1, "items_kept": 1}]},
@@ -166,6 +179,78 @@ def test_inputs_may_be_plain_dicts(tmp_path: Path, lock_file: Path) -> None:
     assert manifest.sources[0]["rows"] == 3
     assert manifest.generation["tasks"][0]["template_version"] == "v"
     assert manifest.curation["length_filter"] is False
+
+
+def test_source_entries_keep_loaded_and_pinned_revisions_apart() -> None:
+    """build.json used to hold the registry's pin for generated sources, whose items were read from a mirror."""
+    mirror, commit = "d" * 64, "e" * 40
+    entries = {e.source_id: e for e in source_entries(
+        dataset_sources(), {"medqa": 2, "wiki_medical_terms": 1},
+        revisions_loaded={"medqa": mirror, "wiki_medical_terms": commit}, hub_heads={"wiki_medical_terms": "f" * 40},
+    )}
+    assert (entries["medqa"].revision_loaded, entries["medqa"].loaded_from) == (mirror, "local_mirror")
+    assert entries["medqa"].revision_pinned == "e8fc5634288cca740bdd1c8c973f3f41b0171085"
+    assert (entries["wiki_medical_terms"].revision_loaded, entries["wiki_medical_terms"].loaded_from) == (commit, "hub")
+    assert entries["wiki_medical_terms"].hub_head == "f" * 40
+    # No recorded load: no revision loaded, never the pin in its place.
+    assert (entries["symptom_to_diagnosis"].revision_loaded, entries["symptom_to_diagnosis"].loaded_from) == (None, None)
+    assert entries["symptom_to_diagnosis"].revision_pinned == "722cfb0e11f8ae37339c7f573b5e10429b94df49"
+    assert entries["extreme_firstaid_qa_dataset"].revision_pinned is None
+    with pytest.raises(ValueError, match="neither a Hub commit sha"):
+        source_entries(dataset_sources(), {}, revisions_loaded={"medqa": "local mirror of e8fc563"})
+    with pytest.raises(ValueError, match="is not a Hub commit sha"):
+        SourceEntry("s", "o/r", None, "d" * 64, None, "mit", 1, loaded_from="hub")
+    with pytest.raises(ValueError, match="must be given together"):
+        SourceEntry("s", "o/r", None, "d" * 64, None, "mit", 1)
+
+
+@pytest.mark.parametrize(
+    ("profile", "policy", "settings", "command"),
+    [
+        ("sample", "card", {}, "MEDSET_PROFILE=sample make build"),
+        ("sample", "card", reproduce_settings("sample", backend="llama_cpp", model="SmolLM2"), "MEDSET_PROFILE=sample make build"),
+        ("sample", "card", reproduce_settings("sample", backend="ollama", model="gemma3n:e4b"),
+         "MEDSET_PROFILE=sample MEDSET_GENERATOR=ollama make build"),
+        ("sample", "published", {}, "make setup && MEDSET_PROFILE=sample .venv/bin/python -m medset_dagster build --policy published"),
+        ("full", "card", reproduce_settings("full", backend="ollama", model="llama3:8b", scenarios=1000, licence="other"),
+         "MEDSET_PROFILE=full MEDSET_OLLAMA_MODEL=llama3:8b MEDSET_RELEASE_LICENCE=other MEDSET_SCENARIOS=1000 make build"),
+        ("full", "card", reproduce_settings("full", licence="cc by 4.0", acknowledge_licence_conflict=True),
+         "MEDSET_PROFILE=full MEDSET_ACKNOWLEDGE_LICENCE_CONFLICT=1 MEDSET_RELEASE_LICENCE='cc by 4.0' make build"),
+    ],
+)
+def test_reproduce_command(profile: str, policy: str, settings: dict, command: str) -> None:
+    assert reproduce_command(profile, policy, settings) == command
+
+
+def git(repo: Path, *args: str, **env: str) -> str:
+    import os
+    import subprocess
+
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True,
+                          env={**os.environ, **env}).stdout.strip()
+
+
+def test_code_url_and_citation_year_come_from_the_checkout(tmp_path: Path) -> None:
+    repo = tmp_path / "checkout"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "f").write_text("x")
+    git(repo, "add", "f")
+    dated = {"GIT_AUTHOR_DATE": "2019-07-01T12:00:00+00:00", "GIT_COMMITTER_DATE": "2019-07-01T12:00:00+00:00",
+             "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
+             "GIT_COMMITTER_EMAIL": "t@example.org"}
+    git(repo, "commit", "-qm", "one", **dated)
+    assert commit_year(repo) == 2019  # the commit's year, whatever today's is
+    assert commit_year(tmp_path) is None  # not a repository
+    # No remote: the setting, else nothing.
+    assert code_url(repo, env={}) is None
+    assert code_url(repo, env={CODE_URL_SETTING: "https://example.org/medset"}) == "https://example.org/medset"
+    # A local path is not a link; a remote URL is, without its credentials or ".git".
+    git(repo, "remote", "add", "backup", "/srv/git/medset")
+    assert code_url(repo, env={}) is None
+    git(repo, "remote", "add", "origin", "https://user:hf_secret@git.example.org/team/medset.git")
+    assert code_url(repo, env={CODE_URL_SETTING: "https://example.org/other"}) == "https://git.example.org/team/medset"
+    assert public_url("git@git.example.org:team/medset.git") == "https://git.example.org/team/medset"
 
 
 def test_git_commit(tmp_path: Path) -> None:

@@ -79,10 +79,66 @@ def test_default_for_the_full_build_is_other_with_per_source_terms() -> None:
 
 
 def test_default_with_gpl_and_permissive_sources_is_gpl() -> None:
-    sources = {k: v for k, v in SOURCES.items() if v in ("apache-2.0", "gpl-3.0") or v.startswith("none")}
+    sources = {k: v for k, v in SOURCES.items() if v in ("apache-2.0", "gpl-3.0")}
     decision = derive_release_licence(sources, None, False)
     assert decision.licence == "gpl-3.0"
     assert "wiki_medical_terms" in decision.notes[0]
+    assert decision.unestablished() == []
+
+
+# The sample build's sources as the card's dataset_card asset passes them: the registry's licences of
+# the ten sources, and the two CC0 sample PDFs the RAG answers were generated from.
+SAMPLE = {
+    "diseases_symptoms": "none declared",
+    "extreme_firstaid_qa_dataset": "derived (PDFs: CC BY-NC-SA 3.0 IGO)",
+    "first_aid_dataset": "unknown",
+    "medical_o1_reasoning_sft": "apache-2.0",
+    "medical_o1_verifiable_problem": "apache-2.0",
+    "medicationqa": "none declared",
+    "medqa": "none declared (upstream MedQA: MIT)",
+    "symptom_to_diagnosis": "apache-2.0",
+    "synthetic_disaster_reports": "unknown",
+    "wiki_medical_terms": "gpl-3.0",
+    "sample_field_injuries": "CC0-1.0",
+    "sample_field_environment": "CC0-1.0",
+}
+SAMPLE_DERIVED = {"extreme_firstaid_qa_dataset": ["sample_field_injuries", "sample_field_environment"]}
+
+
+def test_sources_without_established_rights_make_the_derived_licence_other() -> None:
+    """The sample build used to declare gpl-3.0 although five sources have unclear terms."""
+    decision = derive_release_licence(SAMPLE, None, False, derived_from=SAMPLE_DERIVED)
+    assert decision.licence == "other" and decision.conflicts == []
+    unclear = ["diseases_symptoms", "first_aid_dataset", "medicationqa", "medqa", "synthetic_disaster_reports"]
+    assert decision.unestablished() == unclear
+    assert decision.notes[0] == (
+        "other: " + ", ".join(unclear) + " have no established redistribution rights (licence unclear), so no "
+        "licence can be declared for their rows. Each source's rows keep that source's terms."
+    )
+    # Without them, the same sources give the GPL (wiki_medical_terms' share-alike terms).
+    known = {k: v for k, v in SAMPLE.items() if k not in unclear}
+    assert derive_release_licence(known, None, False, derived_from=SAMPLE_DERIVED).licence == "gpl-3.0"
+
+
+def test_the_generated_source_carries_the_licence_of_the_documents_actually_used() -> None:
+    decision = derive_release_licence(SAMPLE, None, False, derived_from=SAMPLE_DERIVED)
+    rag = decision.sources["extreme_firstaid_qa_dataset"]
+    assert rag.licence == "CC0-1.0 (generated from sample_field_injuries, sample_field_environment)"
+    assert rag.established and rag.derived_from == ("sample_field_injuries", "sample_field_environment")
+    assert "NC-SA" not in " ".join(n for n in decision.notes)
+    assert decision.sources["medqa"].licence == "none declared (upstream MedQA: MIT)"
+    assert not decision.sources["medqa"].established
+    assert decision.sources["sample_field_injuries"].licence == "CC0-1.0"
+    assert set(decision.sources) == set(SAMPLE)
+    # The full build's document: the same source states the non-commercial terms.
+    full = derive_release_licence(SOURCES, None, False, derived_from=DERIVED)
+    assert full.sources["extreme_firstaid_qa_dataset"].licence == (
+        "CC BY-NC-SA 3.0 IGO (generated from who_basic_emergency_care_pdf)"
+    )
+    # A generated source whose inputs are unclear has no established terms either.
+    unclear_pdf = derive_release_licence({"gen": "derived", "pdf": "unknown", "a": "mit"}, None, False,
+                                         derived_from={"gen": ["pdf"]})
+    assert unclear_pdf.unestablished() == ["gen", "pdf"] and unclear_pdf.licence == "other"
 
 
 def test_default_with_non_commercial_pdfs_only_keeps_their_terms() -> None:
@@ -116,6 +172,7 @@ def test_default_choices(sources: dict[str, str], expected: str) -> None:
 def test_unclear_licences_never_conflict_but_are_listed() -> None:
     decision = derive_release_licence({"a": "apache-2.0", "b": "unknown", "c": "none declared"}, "cc-by-4.0", False)
     assert decision.licence == "cc-by-4.0" and decision.conflicts == []
+    assert decision.unestablished() == ["b", "c"]
     assert any("b (unknown)" in n and "c (none declared)" in n for n in decision.notes)
 
 
@@ -133,7 +190,8 @@ def test_declaring_other_defers_to_the_card() -> None:
 
 def test_derived_source_without_inputs_is_unclear() -> None:
     decision = derive_release_licence({"gen": "derived", "a": "apache-2.0"}, None, False)
-    assert decision.licence == "apache-2.0"
+    assert decision.licence == "other"
+    assert decision.unestablished() == ["gen"]
     assert any("gen is marked derived" in n for n in decision.notes)
     with pytest.raises(ValueError, match="not in the release"):
         derive_release_licence({"gen": "derived"}, None, False, derived_from={"gen": ["missing_pdf"]})

@@ -9,8 +9,8 @@ What it does:
 
 1. Installs Debian's chromium with apt-get if /usr/bin/chromium is missing.
 2. Starts `dagster dev -w workspace.yaml -h 127.0.0.1 -p PORT` from the repo root with
-   DAGSTER_HOME set to the repo root, and waits until the webserver answers /server_info and
-   GraphQL reports every code location as LOADED.
+   DAGSTER_HOME set to the repo's instance, `.dagster/` (as `make dev` does), and waits until the
+   webserver answers /server_info and GraphQL reports every code location as LOADED.
 3. Drives headless Chromium over the DevTools protocol (the `websockets` package that the
    webserver already depends on): opens /asset-groups (Dagster 1.13's "Global asset lineage"),
    expands every asset group (the UI's Alt+E shortcut), hides the side panels, grows the window
@@ -21,7 +21,8 @@ What it does:
    Chromium, even on error.
 
 Nothing here names an asset: the graph is whatever the code location defines. Only 127.0.0.1 is
-contacted. Everything dagster writes goes to the instance in dagster.yaml (.dagster/).
+contacted. Everything dagster writes goes to the instance in .dagster/ (dagster.yaml there keeps
+storage and logs in it). `scripts/check_ui.py` reuses this module's helpers.
 """
 
 from __future__ import annotations
@@ -137,12 +138,20 @@ WORKSPACE_QUERY = """
 """
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @contextlib.contextmanager
-def dagster_dev(port: int, timeout: float):
-    """Run `dagster dev` and yield its base URL once every code location is LOADED."""
+def dagster_dev(port: int, timeout: float, root: Path = REPO_ROOT, env: dict | None = None):
+    """Run `dagster dev -w workspace.yaml` in `root` and yield its base URL once every code location
+    is LOADED. `env` defaults to this process's environment with DAGSTER_HOME=<root>/.dagster."""
     if port_in_use(port):
         sys.exit(f"127.0.0.1:{port} is already in use; pick another --port")
-    env = {**os.environ, "DAGSTER_HOME": str(REPO_ROOT)}
+    env = env if env is not None else {**os.environ, "DAGSTER_HOME": str(root / ".dagster")}
     logfile = tempfile.NamedTemporaryFile(
         prefix="dagster-dev-", suffix=".log", delete=False, mode="w"
     )
@@ -150,10 +159,10 @@ def dagster_dev(port: int, timeout: float):
         str(Path(sys.executable).parent / "dagster"),
         "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port),
     ]  # fmt: skip
-    log(f"starting: DAGSTER_HOME={REPO_ROOT} {' '.join(cmd)} (log: {logfile.name})")
+    log(f"starting in {root}: DAGSTER_HOME={env.get('DAGSTER_HOME')} {' '.join(cmd)} (log: {logfile.name})")
     proc = subprocess.Popen(
         cmd,
-        cwd=REPO_ROOT,
+        cwd=root,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=logfile,

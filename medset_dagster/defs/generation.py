@@ -357,9 +357,12 @@ def generated_records_asset(task: GenerationTask, spec: SourceSpec, upstream: As
             )
         if task.needs_retriever:
             rows_read = after_mapping = after_source_dedup = generation_settings.scenario_count
+            loaded = {}
         else:
             inputs = latest_metadata(context.instance, GENERATION_INPUT_ASSETS[spec.source_id].key)
             rows_read, after_mapping, after_source_dedup = (inputs.get(k, 0) for k in ("rows_read", "after_mapping", "after_source_dedup"))
+            # The revision the items were loaded at (Hub sha or mirror content hash), for the card and build.json.
+            loaded = {"revision_loaded": inputs["revision_loaded"]} if inputs.get("revision_loaded") else {}
         first = per_shard[0] if per_shard else {}
         metadata = {
             **table_metadata(records),
@@ -368,6 +371,7 @@ def generated_records_asset(task: GenerationTask, spec: SourceSpec, upstream: As
             "after_source_dedup": after_source_dedup,
             "after_sample_cap": sum(m.get("items_requested", 0) for m in per_shard),
             "after_generation": records.height,
+            **loaded,
             **drop_metadata(dropped),
             "task": task.name,
             "backend": first.get("backend", ""),

@@ -191,8 +191,11 @@ def dataset_card(
     sources = source_entries(
         specs,
         counts,
+        # What each load recorded (generated sources: their generation inputs' load), never the pin.
         revisions_loaded={s: f["revision_loaded"] for s, f in facts.items() if f.get("revision_loaded")},
-        revisions_observed={s: f["hub_head"] for s, f in facts.items() if f.get("hub_head")},
+        hub_heads={s: f["hub_head"] for s, f in facts.items() if f.get("hub_head")},
+        # Every section states the decision's terms: a generated source carries its documents' licences.
+        licences={s: terms.licence for s, terms in decision.sources.items()},
     )
     document_rows = [
         DocumentEntry(doc_id=d["doc_id"], filename=d["filename"], sha256=d["sha256"], licence=d["licence"], title=d["title"])
@@ -217,6 +220,20 @@ def dataset_card(
     )
     policy = CurationPolicy(**curated["policy_settings"])
     generation = _generation_info(facts, funnel)
+    commit = build_manifest.git_commit()
+    command = build_manifest.reproduce_command(
+        release_settings.profile,
+        policy.name,
+        build_manifest.reproduce_settings(
+            release_settings.profile,
+            backend=generation.backend if generation else None,
+            model=generation.model if generation else None,
+            scenarios=next((int(funnel[s].get("rows_read", 0)) for s in rag if s in funnel), None),
+            licence=release_settings.licence,
+            acknowledge_licence_conflict=release_settings.acknowledge_licence_conflict,
+        ),
+    )
+    code_url = build_manifest.code_url()
     inputs = CardInputs(
         pretty_name=release_settings.pretty_name,
         version="1",
@@ -231,6 +248,9 @@ def dataset_card(
         retrieval=retrieval,
         documents=document_rows,
         profile=release_settings.profile,
+        citation_year=build_manifest.commit_year(commit=commit) if commit != build_manifest.UNKNOWN_COMMIT else None,
+        code_url=code_url,
+        command=command,
     )
     try:
         written = render_card(inputs, dataset.drop("row_id", strict=False), folder)
@@ -246,6 +266,9 @@ def dataset_card(
             rows=dataset.height,
             quality=inputs.quality,
             dagster_run_id=context.run_id,
+            commit=commit,
+            command=command,
+            code_url=code_url,
         )
         write_manifest(manifest, folder)
     except NoSpaceLeftError as error:

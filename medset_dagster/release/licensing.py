@@ -14,9 +14,15 @@ Model (deliberately small, not legal advice):
 - non-commercial: only under licences that also forbid commercial use; custom terms (not a published
   licence text) cannot be relicensed at all, so their rows keep their own terms;
 - no-derivatives: adaptations may not be shared;
-- unclear (unknown, none declared, unrecognised): never a conflict, always listed in the notes.
-A single licence is declared only when it honestly covers every source; otherwise `other`, with the
-terms per source for the card to state (the rows of each source stay separate, an aggregate).
+- unclear (unknown, none declared, unrecognised): never a conflict with a licence the user declares,
+  always listed in the notes.
+A single licence is derived only when it honestly covers every source; otherwise `other`, with the
+terms per source for the card to state (the rows of each source stay separate, an aggregate). A
+source whose terms are unclear has no established redistribution rights, so no licence covers its
+rows: the derived licence is then `other` (or `unknown` when no source has known terms at all).
+
+The decision carries one `SourceLicence` per source (`LicenceDecision.sources`): the terms its rows
+carry, worded once, which every section of the card and `build.json` state as they are.
 """
 
 from __future__ import annotations
@@ -74,11 +80,36 @@ class LicenceTerms:
         return self.kind == "unclear"
 
 
+@dataclass(frozen=True)
+class SourceLicence:
+    """The terms one source's rows carry in the release.
+
+    `licence`: the statement every section states (the source's own licence string; for a source
+    generated from others, e.g. the RAG answers from the PDFs, their licences and ids);
+    `established`: False when redistribution rights for its rows are not established (unclear
+    terms, or a generated source whose inputs are not given or unclear); `derived_from`: the ids it
+    was generated from, in the order given.
+    """
+
+    licence: str
+    established: bool
+    derived_from: tuple[str, ...] = ()
+
+
 @dataclass
 class LicenceDecision:
+    """The licence a release declares (`licence`, a normalised id, `other` or `unknown`), the
+    acknowledged conflicts as (source, its licence, why), notes for the card, and the terms of
+    each source (`sources`: source id -> `SourceLicence`; empty when built by hand)."""
+
     licence: str
     conflicts: list[tuple[str, str, str]] = field(default_factory=list)  # (source, licence, why)
     notes: list[str] = field(default_factory=list)
+    sources: dict[str, SourceLicence] = field(default_factory=dict)
+
+    def unestablished(self) -> list[str]:
+        """Ids of the sources whose redistribution rights are not established, in the given order."""
+        return [source for source, terms in self.sources.items() if not terms.established]
 
 
 def _key(text: str) -> str:
@@ -196,8 +227,37 @@ def _resolve_derived(
     return inputs, notes
 
 
+def _unclear(terms: dict[str, LicenceTerms], inputs: dict[str, list[str]]) -> list[str]:
+    """Sources with no established terms: unclear ones, generated ones whose inputs are not given
+    or are unclear themselves."""
+    return [
+        s for s, t in terms.items()
+        if t.unclear or (t.kind == "derived" and (s not in inputs or any(terms[i].unclear for i in inputs[s])))
+    ]
+
+
+def terms_per_source(terms: dict[str, LicenceTerms], inputs: dict[str, list[str]]) -> dict[str, SourceLicence]:
+    """Source id -> the terms its rows carry, worded once for every section of the card.
+
+    A generated source with given inputs reads "<their licences> (generated from <their ids>)",
+    e.g. "CC0-1.0 (generated from sample_field_injuries, sample_field_environment)"; any other
+    source keeps its own licence string ("none declared" when it is empty).
+    """
+    unclear = set(_unclear(terms, inputs))
+    out: dict[str, SourceLicence] = {}
+    for source, t in terms.items():
+        if source in inputs:
+            names = inputs[source]
+            licences = list(dict.fromkeys(terms[name].raw or "none declared" for name in names))
+            statement = f"{' and '.join(licences)} (generated from {', '.join(names)})"
+        else:
+            statement = t.raw or "none declared"
+        out[source] = SourceLicence(statement, source not in unclear, tuple(inputs.get(source, ())))
+    return out
+
+
 def _unclear_note(terms: dict[str, LicenceTerms], inputs: dict[str, list[str]]) -> list[str]:
-    unclear = [f"{s} ({t.raw or 'empty'})" for s, t in terms.items() if t.unclear or (t.kind == "derived" and s not in inputs)]
+    unclear = [f"{s} ({terms[s].raw or 'empty'})" for s in _unclear(terms, inputs)]
     if not unclear:
         return []
     return [
@@ -227,8 +287,12 @@ def derive_release_licence(
     `source_licences`: source id -> licence string. `derived_from`: a `derived` source -> the ids of
     the sources it was generated from (e.g. the Q&A set -> the PDFs), so it carries their terms.
     With `declared` None the most restrictive single licence covering every source is chosen, or
-    `other` when none does. With `declared` set, every source it cannot carry is a conflict: raised as
-    `LicenceConflictError` unless `acknowledge_conflict`.
+    `other` when none does (a source with unclear terms is covered by none; all unclear: `unknown`).
+    With `declared` set, every source it cannot carry is a conflict: raised as
+    `LicenceConflictError` unless `acknowledge_conflict`; unclear sources are listed, not conflicts.
+    The decision's `sources` holds the terms of every key of `source_licences`.
+
+    Raises `ValueError` when `derived_from` names a source that is not in `source_licences`.
     """
     derived_from = derived_from or {}
     terms = {source: classify_licence(licence) for source, licence in source_licences.items()}
@@ -239,8 +303,11 @@ def derive_release_licence(
     known = {s: t for s, t in terms.items() if t.kind not in ("unclear", "derived")}
 
     if declared is not None and declared.strip():
-        return _check_declared(declared.strip(), terms, known, inputs, acknowledge_conflict, derived_notes + unclear_notes)
-    return _default(terms, known, inputs, derived_notes + unclear_notes)
+        decision = _check_declared(declared.strip(), terms, known, inputs, acknowledge_conflict, derived_notes + unclear_notes)
+    else:
+        decision = _default(terms, known, inputs, derived_notes + unclear_notes)
+    decision.sources = terms_per_source(terms, inputs)
+    return decision
 
 
 def _check_declared(
@@ -300,6 +367,12 @@ def _default(
         )
     if custom:
         reasons.append(", ".join(f"{s} ({known[s].raw})" for s in custom) + ": custom terms, which cannot be relicensed")
+    unclear = _unclear(terms, inputs)
+    if unclear:
+        reasons.append(
+            ", ".join(unclear) + " have no established redistribution rights (licence unclear), so no licence "
+            "can be declared for their rows"
+        )
 
     if not reasons and share_alike:
         candidates: list[str] | None = None

@@ -37,7 +37,8 @@ class CardInputs:
     version: str
     repo_id: str | None  # the Hub dataset repo; None for a local (dry-run) release
     licence: LicenceDecision
-    sources: list[SourceEntry]  # per source: repo, config, revision, licence, rows, description
+    # Per source: repo, config, revision loaded and pinned, licence (the decision's terms), rows, description.
+    sources: list[SourceEntry]
     excluded: list[ExcludedSource]
     funnel: list[dict[str, Any]]  # curation.funneltable(...).to_dicts(): source + FUNNEL_STAGES, TOTAL last
     policy: dict[str, Any]  # curation policy: name, seed, min_chars, max_chars (a CurationPolicy is accepted)
@@ -48,8 +49,10 @@ class CardInputs:
     # What the quality stages removed (defs.release.quality_facts): near_duplicates, decontamination, phi.
     quality: dict[str, Any] | None = None
     citation_author: str = "medset_dagster contributors"
-    citation_year: int | None = None  # an input, not the clock: the card must not change by itself
-    code_url: str | None = None
+    # An input, not the clock (the year of the build's git commit): the card must not change by itself.
+    citation_year: int | None = None
+    code_url: str | None = None  # where the build code can be read (build_manifest.code_url)
+    command: str | None = None  # the command that rebuilds the release (build_manifest.reproduce_command)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
