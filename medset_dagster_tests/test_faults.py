@@ -308,3 +308,28 @@ def test_a_command_run_from_another_folder_uses_the_instance_of_dagster_home(tmp
     assert done.stdout.strip().splitlines()[-1] == str(home)
     assert list(elsewhere.iterdir()) == [], "nothing written where the command ran"
     assert (home / "storage").is_dir() or (home / "history").is_dir()
+
+
+def test_the_failure_share_counts_server_failures_over_every_item_that_reached_the_server():
+    from dagster import Failure
+
+    from medset_dagster.defs.generation import check_failure_share
+    from medset_dagster.generation.runner import GenerationReport
+    from medset_dagster.generation.tasks import TaskOutcome
+
+    class Server:
+        backend, model = "ollama", "gemma3n:e4b"
+
+    def outcome(**report) -> TaskOutcome:
+        return TaskOutcome(records=pl.DataFrame(), reports=[GenerationReport(results={}, backend="ollama", model="m", digest=None, template_version="v", **report)])
+
+    # A rebuild: 1 item cached, 1 retried and truncated again: the model's fault, not the server's.
+    check_failure_share("task shard-0", outcome(from_cache=1, failed_by_reason={"truncated": 1}), Server(), 0.5)
+    # Cached items reached the server before: 1 server error out of 3 is within 50%.
+    check_failure_share("task shard-0", outcome(from_cache=2, failed_by_reason={"server_error": 1}), Server(), 0.5)
+    # Exactly half is allowed; more is not, and the message names the server's reasons only.
+    check_failure_share("task shard-0", outcome(generated=1, failed_by_reason={"server_error": 2, "truncated": 1}), Server(), 0.5)
+    with pytest.raises(Failure) as caught:
+        check_failure_share("task shard-0", outcome(generated=1, failed_by_reason={"server_error": 2, "timeout": 1}), Server(), 0.5)
+    assert "3 of 4 items" in str(caught.value) and "server_error 2, timeout 1" in str(caught.value)
+    assert "truncated" not in str(caught.value) and caught.value.allow_retries

@@ -211,14 +211,24 @@ PERMANENT_FAILURES = frozenset({"model_not_found", "client_error"})
 
 
 def check_failure_share(name: str, outcome: TaskOutcome, generator, bound: float) -> None:
-    """Raise `Failure` when more than `bound` of the items that reached the server failed there,
-    naming the reasons with their counts and what to do; not retried for permanent reasons."""
-    failed = merge_drops(*(report.failed_by_reason for report in outcome.reports))
-    reached = sum(report.generated for report in outcome.reports) + sum(failed.values())
+    """Raise `Failure` when the server failed more than `bound` of the items that reached it
+    (this run's calls and the items served from the cache, which reached it before), naming the
+    reasons with their counts and what to do; not retried for permanent reasons.
+
+    Only failures of the server count (`FAILURE_HINTS`: errors, timeouts, refusals, a missing
+    model); an answer that fails validation (truncated, malformed) is the model's and is dropped
+    and counted as a drop reason instead.
+    """
+    failed = {
+        reason: count
+        for reason, count in merge_drops(*(report.failed_by_reason for report in outcome.reports)).items()
+        if reason in FAILURE_HINTS
+    }
+    reached = sum(report.generated + report.from_cache + report.failed for report in outcome.reports)
     if not failed or reached == 0 or sum(failed.values()) / reached <= bound:
         return
     reasons = ", ".join(f"{reason} {count}" for reason, count in failed.items())
-    hints = "; ".join(FAILURE_HINTS[r].format(model=generator.model) for r in failed if r in FAILURE_HINTS)
+    hints = "; ".join(FAILURE_HINTS[r].format(model=generator.model) for r in failed)
     raise Failure(
         f"{name}: {sum(failed.values())} of {reached} items that reached {generator.backend} ({generator.model}) failed "
         f"({reasons}), more than the allowed {bound:.0%} (GenerationSettings.max_failure_share). {hints}. "
