@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medset_dagster.dataset.curation import CurationPolicy, curate_lazy  # noqa: E402
 from medset_dagster.release.export import write_release_data  # noqa: E402
-from medset_dagster.sources.registry import DATASET_SOURCE_IDS, SOURCES_BY_ID  # noqa: E402
+from medset_dagster.sources.registry import SOURCES_BY_ID, dataset_sources  # noqa: E402
 
 WORDS = np.array(
     "patient fever cough pain chest acute chronic dose mg treatment diagnosis blood pressure burn wound "
@@ -43,7 +43,7 @@ WORDS = np.array(
 def synthetic_rows(n: int, seed: int = 0) -> pl.DataFrame:
     """N rows: ~10% exact duplicates of an earlier input, ~2% outputs over 1,500 characters."""
     rng = np.random.default_rng(seed)
-    sources = np.array(sorted(DATASET_SOURCE_IDS))
+    sources = np.array(sorted(s.source_id for s in dataset_sources()))
     unique = int(n * 0.9)
     question_ids = np.concatenate([np.arange(unique), rng.integers(0, unique, n - unique)])
     words = WORDS[rng.integers(0, len(WORDS), (n, 6))]
@@ -124,7 +124,7 @@ def main() -> None:
         started = time.perf_counter()
         rows_path = str(Path(tmp) / "rows.parquet")
         synthetic_rows(args.rows).write_parquet(rows_path)
-        print(f"rows: {args.rows:,} synthetic rows over {len(DATASET_SOURCE_IDS)} source ids (made in {time.perf_counter() - started:.1f} s)")
+        print(f"rows: {args.rows:,} synthetic rows over {len(dataset_sources())} source ids (made in {time.perf_counter() - started:.1f} s)")
         ours = measure(run_ours, rows_path, tmp)
         published = measure(run_published, rows_path, tmp)
     for name, result in (("ours (polars, card policy, shards + JSON)", ours), ("published (lists, sets, shuffle, json indent 2)", published)):

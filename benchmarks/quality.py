@@ -61,7 +61,7 @@ def sentences(count: int, words: np.ndarray, rng: np.random.Generator) -> list[s
 
 def build(rows: int, items: int, folder: Path, seed: int = 0) -> None:
     """Write `rows.parquet` (row_id, source, input, context, output) and `items.parquet` (benchmark items)."""
-    from medset_dagster.sources.registry import DATASET_SOURCE_IDS, benchmark_sources
+    from medset_dagster.sources.registry import benchmark_sources, dataset_sources
 
     rng = np.random.default_rng(seed)
     words = vocabulary(6000, rng)
@@ -75,7 +75,7 @@ def build(rows: int, items: int, folder: Path, seed: int = 0) -> None:
             pl.col("s").str.join(" ")
         )["s"]
 
-    sources = np.array(sorted(DATASET_SOURCE_IDS))
+    sources = np.array(sorted(s.source_id for s in dataset_sources()))
     source = sources[rng.integers(0, len(sources), rows)]
     inputs = joined(pool, rng.integers(1, 4, rows))
     outputs = joined(pool, rng.integers(2, 11, rows))

@@ -279,8 +279,6 @@ SOURCES: tuple[SourceSpec, ...] = (
 SOURCES_BY_ID: dict[str, SourceSpec] = {spec.source_id: spec for spec in SOURCES}
 # Roles whose sources contribute rows to the dataset.
 DATASET_ROLES: frozenset[str] = frozenset({"records", "generation_inputs", "rag"})
-# Every id that may appear in the `source` column of the dataset.
-DATASET_SOURCE_IDS: frozenset[str] = frozenset(s.source_id for s in SOURCES if s.role in DATASET_ROLES)
 
 
 def hub_sources() -> tuple[SourceSpec, ...]:
@@ -306,7 +304,7 @@ def benchmark_sources() -> tuple[SourceSpec, ...]:
 def dataset_source_priority() -> tuple[str, ...]:
     """The dataset's source ids in registry order: the default priority of the near-duplicate keep
     rule (`dataset/near_duplicates.py`), best first."""
-    return tuple(spec.source_id for spec in SOURCES if spec.role in DATASET_ROLES)
+    return tuple(spec.source_id for spec in dataset_sources())
 
 
 def generated_sources() -> tuple[SourceSpec, ...]:
