@@ -16,6 +16,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command of the module docstring with `argv` (default: `sys.argv[1:]`) and return the exit
+    status: 0 done, 1 a run failed, 2 another build holds the data folder's lock (argparse also exits
+    with 2 on bad arguments)."""
     parser = argparse.ArgumentParser(prog="python -m medset_dagster", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["build", "observe", "publish", "recover"])
     parser.add_argument("--policy", choices=["card", "published"], default=None, help="curation policy (build)")

@@ -24,10 +24,13 @@ def sha256_text(text: str) -> str:
 
 
 def sha256_json(value: Any) -> str:
+    """Hex SHA-256 (64 characters) of `stable_json(value)`: equal values hash equally whatever their key
+    order; values JSON cannot encode are hashed as their `str`."""
     return sha256_text(stable_json(value))
 
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of the file's bytes, read `chunk_size` bytes at a time; OSError when it cannot be read."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk_size):

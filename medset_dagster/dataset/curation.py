@@ -80,6 +80,8 @@ class CurationPolicy:
 
 @dataclass
 class CurationResult:
+    """What `curate` returns: `dataset` (the four String record columns, shuffled) and `stage_counts`."""
+
     dataset: pl.DataFrame
     # Per source (`source` String, counts Int64): rows entering curation (`after_generation`),
     # then `after_field_bounds`, `after_global_dedup`, `after_length_filter`.
@@ -204,4 +206,6 @@ def funnel_table(
 
 
 def funnel_markdown(funnel: pl.DataFrame) -> str:
+    """A funnel frame (`funnel_table`: `source`, then one count column per stage) as a Markdown table for
+    the UI, one line per source (TOTAL last)."""
     return markdown.table(funnel.columns, funnel.rows())

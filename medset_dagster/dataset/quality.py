@@ -25,6 +25,8 @@ class GateResult:
 
 
 def exact_schema(dataset: pl.DataFrame) -> GateResult:
+    """Passes when the columns are exactly `input, context, output, source` in that order, all String,
+    with no null; `details`: rows and nulls (on a null, `null_columns` {column: nulls})."""
     expected = list(RECORD_COLUMNS)
     if dataset.columns != expected:
         return GateResult(False, f"columns are {dataset.columns}, expected {expected}")
@@ -38,6 +40,8 @@ def exact_schema(dataset: pl.DataFrame) -> GateResult:
 
 
 def registered_sources(dataset: pl.DataFrame, known: Iterable[str]) -> GateResult:
+    """Passes when every non-null `source` is one of `known` (the registry's dataset source ids);
+    `details`: sources found and `unknown_sources` (on failure, `unknown`: the ids)."""
     present = set(dataset["source"].unique().drop_nulls().to_list())
     unknown = sorted(present - set(known))
     if unknown:
@@ -96,6 +100,8 @@ def field_bounds(dataset: pl.DataFrame, policy: CurationPolicy) -> GateResult:
 
 
 def no_empty_fields(dataset: pl.DataFrame) -> GateResult:
+    """Passes when no `input` or `output` is null or whitespace only (`context` may be empty); `details`:
+    `empty` rows (on failure, `empty_columns` {column: rows})."""
     empty = {
         column: dataset.filter(pl.col(column).is_null() | (pl.col(column).str.strip_chars() == "")).height
         for column in ("input", "output")

@@ -299,6 +299,8 @@ def table_result(key: str, frame: pl.DataFrame) -> MaterializeResult:
     can_subset=False,
 )
 def near_deduplication(context: AssetExecutionContext, quality_gates: QualityGates, curated_dataset: pl.DataFrame):
+    """Reads `curated_dataset`, gives each row a `row_id` and removes near-duplicates (QualityGates' n-gram
+    size and Jaccard threshold); writes `near_deduplicated_dataset` (`row_id` kept) and `near_duplicates`."""
     started = time.perf_counter()
     result = remove_near_duplicates(with_row_ids(curated_dataset), quality_gates.near_duplicates())
     stats = result.stats
@@ -335,6 +337,8 @@ def _json_safe(value):
 
 @asset_check(asset=NEAR_DEDUPLICATED, blocking=True, description="No source lost more than the configured share of its rows to near-duplicates.")
 def near_duplicate_source_loss(context, quality_gates: QualityGates) -> AssetCheckResult:
+    """Reads the `stats` metadata of the latest `near_deduplicated_dataset`; fails when a source not
+    acknowledged lost more than `max_near_dup_source_loss` of its rows."""
     stats = latest_metadata(context.instance, NEAR_DEDUPLICATED).get("stats", {})
     return _gate(quality.near_duplicate_source_loss(stats, quality_gates.max_near_dup_source_loss, quality_gates.acknowledge_near_dup_loss))
 
@@ -352,6 +356,8 @@ def near_duplicate_source_loss(context, quality_gates: QualityGates) -> AssetChe
     can_subset=False,
 )
 def decontamination_stage(context: AssetExecutionContext, quality_gates: QualityGates, **inputs: pl.DataFrame):
+    """Reads `near_deduplicated_dataset` and `benchmark_index`, indexes the benchmark items' n-grams
+    (`decontamination_ngram` tokens); writes `decontaminated_dataset` and `contaminated_rows`."""
     started = time.perf_counter()
     rows = inputs[NEAR_DEDUPLICATED]
     config = quality_gates.decontamination()
@@ -391,6 +397,8 @@ BENCHMARK_COLUMNS = ["benchmark", "item_id", "question", "options", "answer"]
     automation_condition=REBUILD_WHEN_STALE,
 )
 def benchmark_index(context: AssetExecutionContext, quality_gates: QualityGates, **items: pl.DataFrame) -> MaterializeResult:
+    """Reads every `benchmark_items/<id>` and writes them as one frame (BENCHMARK_COLUMNS, benchmarks in
+    sorted order); readers rebuild the n-gram index from it, only its summary goes to the metadata."""
     frame = pl.concat([items[source].select(BENCHMARK_COLUMNS) for source in sorted(items)], how="vertical_relaxed")
     summary = build_index(frame, n=quality_gates.decontamination_ngram).summary()
     rows = [(name, s["items"], s["items_indexed"], s["ngrams"]) for name, s in summary.items()]
@@ -417,6 +425,8 @@ def benchmark_index(context: AssetExecutionContext, quality_gates: QualityGates,
     can_subset=False,
 )
 def phi_scan(context: AssetExecutionContext, quality_gates: QualityGates, **inputs: pl.DataFrame):
+    """Reads `decontaminated_dataset` and scans it for PHI/PII under `phi_policy`; writes
+    `phi_scrubbed_dataset` (the release dataset, with the whole funnel in its metadata) and `phi_findings`."""
     started = time.perf_counter()
     config = quality_gates.phi()
     result = scan_and_apply(inputs[DECONTAMINATED], config)
@@ -473,12 +483,14 @@ def full_funnel(curated_funnel: list[dict], quality: pl.DataFrame, final: pl.Dat
     additional_ins={"benchmark_index": AssetIn(key=BENCHMARK_INDEX)},
 )
 def no_benchmark_overlap(quality_gates: QualityGates, phi_scrubbed_dataset: pl.DataFrame, benchmark_index: pl.DataFrame) -> AssetCheckResult:
+    """Reads `phi_scrubbed_dataset` and `benchmark_index`; fails when a row shares an n-gram with an item."""
     config = quality_gates.decontamination()
     return _gate(quality.no_benchmark_overlap(phi_scrubbed_dataset, build_index(benchmark_index, n=config.ngram), config))
 
 
 @asset_check(asset=PHI_SCRUBBED, blocking=True, description="No PHI/PII finding remains in the release under the active policy.")
 def no_phi_remaining(quality_gates: QualityGates, phi_scrubbed_dataset: pl.DataFrame) -> AssetCheckResult:
+    """Reads `phi_scrubbed_dataset` and scans it again; fails when a PHI/PII finding remains."""
     return _gate(quality.no_phi_remaining(phi_scrubbed_dataset, quality_gates.phi()))
 
 

@@ -158,6 +158,8 @@ TASKS: dict[str, GenerationTask] = {
 
 
 def shard_index(partition_key: str) -> int:
+    """The shard number of a SHARDS partition key ("shard-2" -> 2); raises ValueError (or IndexError)
+    for a key not of the form `<name>-<int>`."""
     return int(partition_key.rsplit("-", 1)[1])
 
 

@@ -89,6 +89,8 @@ class ReleaseSettings(ConfigurableResource):
 
 
 class ReleaseConfig(Config):
+    """`max_rows_per_shard`: rows per Parquet shard of the release (ceil(rows / it) shards, at least one)."""
+
     max_rows_per_shard: int = 50_000
 
 
@@ -101,6 +103,8 @@ class ReleaseConfig(Config):
     automation_condition=REBUILD_WHEN_STALE,
 )
 def release_files(context: AssetExecutionContext, config: ReleaseConfig, storage: PipelineStorage, dataset: pl.LazyFrame):
+    """Reads the release dataset (`phi_scrubbed_dataset`) and writes its Parquet shards and JSON array into
+    a new folder `releases/<run id>/`; the value is the file listing (FILES_SCHEMA), one row per file."""
     folder = new_release_folder(storage.releases_dir, context.run_id)
     try:
         files = export.write_release_data(dataset, folder, config.max_rows_per_shard)
@@ -123,6 +127,8 @@ def release_files(context: AssetExecutionContext, config: ReleaseConfig, storage
 
 
 def hub_release_hash(files) -> str:
+    """The data version of `release_files`: 24 hex digits of the SHA-256 of the sorted (path, sha256) pairs
+    of `files` (`ReleaseFile`s), so the same bytes give the same version."""
     from medset_dagster.common.hashing import sha256_json
 
     return sha256_json(sorted((f.path, f.sha256) for f in files))[:24]
@@ -166,6 +172,9 @@ def dataset_card(
     release_files: pl.DataFrame,
     emergency_care_documents: pl.DataFrame,
 ) -> MaterializeResult:
+    """Reads the release dataset, the folder `release_files` wrote, the documents and upstream metadata;
+    writes README.md, its charts and build.json there, then makes the folder the current release.
+    A licence conflict that is not acknowledged fails the asset (no retry)."""
     folder = release_files["release_dir"][0]
     curated = latest_metadata(context.instance, "curated_dataset")
     released = latest_metadata(context.instance, RELEASE_DATASET)

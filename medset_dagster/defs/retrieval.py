@@ -163,6 +163,8 @@ class IndexConfig(Config):
     automation_condition=REBUILD_WHEN_STALE,
 )
 def emergency_care_documents(context: AssetExecutionContext, document_corpus: DocumentCorpus, storage: PipelineStorage):
+    """Fetches the profile's PDFs (`DocumentCorpus`: the sample files, or the books downloaded to the PDF
+    folder), each checked against its pinned SHA-256; writes one row per document (DOCUMENT_SCHEMA)."""
     try:
         corpus = document_corpus.fetch(storage, log=context.log.warning)
     except DocumentError as error:
@@ -186,6 +188,8 @@ def emergency_care_documents(context: AssetExecutionContext, document_corpus: Do
     automation_condition=REBUILD_WHEN_STALE,
 )
 def pdf_chunks(context: AssetExecutionContext, config: ChunkingConfig, emergency_care_documents: pl.DataFrame):
+    """Reads each document's PDF, cleans its pages and splits them (ChunkingConfig, characters); writes
+    the chunks (chunking.CHUNK_SCHEMA: chunk_id, doc_id, offsets, pages, text), one row per chunk."""
     started = time.perf_counter()
     frames, totals, replacement_pages = [], Counter(), []
     for document in emergency_care_documents.iter_rows(named=True):
@@ -243,6 +247,8 @@ def pdf_chunks(context: AssetExecutionContext, config: ChunkingConfig, emergency
     automation_condition=REBUILD_WHEN_STALE,
 )
 def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource, storage: PipelineStorage, pdf_chunks: pl.DataFrame):
+    """Reads `pdf_chunks` and embeds each text through the embedding cache; writes `chunk_id` and
+    `vector` (Array[Float32, dimension]), row for row; a local embedder's file goes to the embedder folder."""
     texts = pdf_chunks["text"].to_list()
     try:
         model = embedder.for_documents(texts)
@@ -282,6 +288,8 @@ def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource,
     ins={"pdf_chunks": AssetIn(), "chunk_embeddings": AssetIn()},
 )
 def faiss_index(context: AssetExecutionContext, config: IndexConfig, storage: PipelineStorage, pdf_chunks: pl.DataFrame, chunk_embeddings: pl.DataFrame):
+    """Reads `pdf_chunks` and `chunk_embeddings` (row i = vector id i); writes index.faiss, chunks.parquet and
+    index.json to the index folder (exact search; HNSW only above `IndexConfig.approximate_above` vectors)."""
     started = time.perf_counter()
     upstream = context.instance.get_latest_materialization_event(context.asset_key_for_input("chunk_embeddings"))
     settings = dict(upstream.asset_materialization.metadata["embedder"].value)
@@ -309,6 +317,8 @@ def faiss_index(context: AssetExecutionContext, config: IndexConfig, storage: Pi
 
 @asset_check(asset=faiss_index, blocking=True, description="One vector per chunk, with the embedder's dimension.", additional_ins={"pdf_chunks": AssetIn()})
 def index_matches_chunks(storage: PipelineStorage, pdf_chunks: pl.DataFrame) -> AssetCheckResult:
+    """Reads the saved index and `pdf_chunks`; passes when it holds one vector per chunk, of the dimension
+    index.json records for the embedder."""
     loaded = load_index(storage.index_dir)
     expected_dimension = loaded.manifest["embedder"]["dimension"]
     passed = loaded.index.ntotal == pdf_chunks.height and loaded.index.d == expected_dimension
@@ -321,6 +331,8 @@ def index_matches_chunks(storage: PipelineStorage, pdf_chunks: pl.DataFrame) -> 
 
 @asset_check(asset=faiss_index, blocking=True, description="Sampled chunks each retrieve themselves first.", additional_ins={"chunk_embeddings": AssetIn()})
 def retrieval_self_test(storage: PipelineStorage, chunk_embeddings: pl.DataFrame) -> AssetCheckResult:
+    """Reads the saved index and `chunk_embeddings`; passes when each of up to 50 sampled vectors retrieves
+    its own chunk first (`vector_index.self_test`)."""
     loaded = load_index(storage.index_dir)
     vectors = chunk_embeddings["vector"].to_numpy().astype(np.float32)
     sample = min(50, loaded.index.ntotal)

@@ -177,6 +177,8 @@ class HubDatasets(ConfigurableResource):
 
 
 def observation_key(spec: SourceSpec) -> AssetKey:
+    """`hub_datasets/<source_id>`: the observation whose data version is the source's Hub commit sha
+    (sample profile: the local mirror's content hash)."""
     return AssetKey(["hub_datasets", spec.source_id])
 
 

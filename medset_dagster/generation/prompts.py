@@ -28,6 +28,10 @@ def _string_schema(field: str, description: str) -> dict:
 
 @dataclass(frozen=True)
 class PromptTemplate:
+    """One prompt: `name` (the request's task), the `system` and `user` texts (`user` filled by str.format
+    from the item's fields), the JSON output field and its description, and the sampling `params`
+    (`max_tokens` in tokens). `version`: 12 hex digits over all of them but the name."""
+
     name: str
     system: str
     user: str  # str.format template over the item's fields

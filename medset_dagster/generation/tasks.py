@@ -80,6 +80,9 @@ def task_drop_rules(min_similarity: float = DEFAULT_MIN_SIMILARITY) -> dict[str,
 
 
 class Retriever(Protocol):
+    """What the RAG task needs (`vector_index.Retriever`): per query, up to `k` chunks best first, each with
+    `chunk_id` and `text`, without those whose cosine similarity (-1..1) is below `min_score`."""
+
     def retrieve_many(self, queries: Sequence[str], k: int = 5, *, min_score: float | None = None) -> list[list]: ...
 
 

@@ -131,6 +131,9 @@ class GenerationTask:
 
 @dataclass(frozen=True)
 class GenerationInfo:
+    """The LLM behind the generated sources: `backend` (llama_cpp, ollama, openai, fleet), `model`, the
+    model `digest` the backend reported (None when unknown), one `GenerationTask` per task (dicts accepted)."""
+
     backend: str
     model: str
     digest: str | None
@@ -143,6 +146,10 @@ class GenerationInfo:
 
 @dataclass(frozen=True)
 class RetrievalInfo:
+    """The RAG settings as built: `chunk_size`, `chunk_overlap`, `chunk_min_chars` (characters), the
+    `embedder` settings, `index_kind` (flat_ip or hnsw_ip), `top_k` (chunks retrieved per question),
+    `chunks` (vectors in the index) and `min_similarity`."""
+
     chunk_size: int
     chunk_overlap: int
     chunk_min_chars: int
@@ -164,6 +171,9 @@ def coerce(cls: type[T], value: T | Mapping[str, Any]) -> T:
 
 
 def policy_dict(policy: CurationPolicy | Mapping[str, Any]) -> dict[str, Any]:
+    """The curation policy as build.json and the card record it: name, seed, min_chars and max_chars
+    (characters), global_dedup, length_filter. A mapping (asset metadata) is copied, its two flags
+    derived from `name` when absent."""
     if isinstance(policy, CurationPolicy):
         return {
             "name": policy.name,
@@ -302,6 +312,12 @@ def generation_task(task: str, items_requested: int, items_kept: int, *, max_tok
 
 @dataclass
 class BuildManifest:
+    """The content of `build.json`. Besides the commented fields: `version` of the release, `created_by`
+    ("medset_dagster <version>"), `rows` in the dataset, the inputs as dicts (`sources`, `documents`,
+    `generation`, `retrieval`, `curation`), `code_version` (default: 16 hex over the package sources),
+    `git_commit` (40 hex or "unknown"), `dagster_run_id`, `created_at`, `lock_file_sha256` (uv.lock),
+    `quality` (what the quality stages removed) and `content_hash` (hex SHA-256; module docstring)."""
+
     version: str
     created_by: str
     licence: dict[str, Any]  # {"licence", "conflicts": [{source, licence, why}], "notes"}
@@ -400,6 +416,7 @@ def code_url(repo_root: str | Path = REPO_ROOT, env: Mapping[str, str] | None = 
 
 
 def package_version() -> str:
+    """The installed version of the `medset_dagster` distribution, or "unknown" when it is not installed."""
     try:
         return importlib.metadata.version("medset_dagster")
     except importlib.metadata.PackageNotFoundError:

@@ -16,6 +16,8 @@ DATA_DIR = "data"
 
 
 def shard_names(shard_count: int, split: str = "train") -> list[str]:
+    """The Hub-layout shard names `data/{split}-{i:05d}-of-{shard_count:05d}.parquet` for i in
+    0..shard_count-1: what the card's `data/train-*` config reads."""
     return [f"{DATA_DIR}/{split}-{i:05d}-of-{shard_count:05d}.parquet" for i in range(shard_count)]
 
 

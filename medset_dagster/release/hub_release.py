@@ -58,6 +58,10 @@ class HubPublishError(RuntimeError):
 
 @dataclass
 class PublishOutcome:
+    """What a publish did: `status`, the repo, commit sha and URL and `tag` (None on a dry run), every
+    release file (`files`), the manifest's `content_hash`, `tag_status` (None on a dry run), the stale
+    paths `deleted` in the commit, and `notes` for the log."""
+
     status: Status
     repo_id: str | None
     commit_sha: str | None
@@ -104,6 +108,8 @@ def verify_release(release_dir: Path, manifest_name: str = MANIFEST_NAME) -> str
 
 
 def read_content_hash(manifest: Path) -> str:
+    """The `content_hash` recorded in the manifest file `manifest` (build.json). Raises `ReleaseFolderError`
+    when the file cannot be read or parsed, or holds no non-empty string `content_hash`."""
     try:
         value = json.loads(manifest.read_text(encoding="utf-8")).get("content_hash")
     except (OSError, ValueError, AttributeError) as exc:

@@ -66,6 +66,9 @@ class LicenceConflictError(ValueError):
 
 @dataclass(frozen=True)
 class LicenceTerms:
+    """A licence string as `classify_licence` reads it: `raw` as written, `id`, `kind`, the share-alike,
+    non-commercial and no-derivatives flags, `standard` and `relicense_to` (see the field comments)."""
+
     raw: str
     id: str | None  # normalised identifier when recognised ("gpl-3.0", "cc-by-nc-sa-3.0-igo")
     kind: Kind

@@ -457,6 +457,8 @@ def _require_pdf(
 
 
 def read_pins(folder: Path) -> dict[str, dict[str, object]]:
+    """The pins recorded in `folder/pins.json`: doc_id -> {filename, sha256 (hex), bytes (size), pages,
+    url}; {} when there is no such file. A file that is not JSON raises `json.JSONDecodeError`."""
     path = folder / PINS_FILENAME
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 

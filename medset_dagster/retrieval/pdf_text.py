@@ -65,6 +65,8 @@ class PdfExtractionError(Exception):
 
 @dataclass(frozen=True)
 class PageText:
+    """One page as pypdf extracts it: `page_number` and its raw `text` ("" for a page without text)."""
+
     page_number: int  # 1-based, as printed by PDF viewers
     text: str
 

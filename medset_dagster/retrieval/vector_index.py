@@ -126,6 +126,10 @@ def embedder_settings(embedder: Embedder, local_embedder_file: str | None = None
 
 @dataclass(frozen=True)
 class LoadedIndex:
+    """A folder written by `save_index`: the FAISS `index` (n vectors of d float32 dims), `chunks` (row i =
+    vector id i; CHUNK_COLUMNS), `manifest` (index.json: format, dimension, count, kind, metric,
+    embedder, files -> sha256) and the `folder` itself."""
+
     index: faiss.Index
     chunks: pl.DataFrame
     manifest: dict[str, Any]
@@ -219,6 +223,9 @@ def load_local_embedder(loaded: LoadedIndex) -> LocalTfidfEmbedder:
 
 @dataclass(frozen=True)
 class RetrievedChunk:
+    """One hit: `chunk_id`, `score`, `doc_id`, the first and last page the chunk spans (`page_start`,
+    `page_end`, 1-based, inclusive) and its `text`."""
+
     chunk_id: str
     score: float  # inner product of unit vectors = cosine similarity
     doc_id: str
@@ -316,6 +323,9 @@ class Retriever:
 
 @dataclass(frozen=True)
 class SelfTestFailure:
+    """A sampled vector that did not retrieve itself first: `vector_id` (its row), `top_id` (the index's
+    first hit), `top_score` and `own_score` (inner products: cosine similarities for unit vectors)."""
+
     vector_id: int
     top_id: int  # what the index returned first (-1: nothing)
     top_score: float

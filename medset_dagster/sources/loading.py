@@ -35,6 +35,10 @@ LOAD_RETRY = RetryPolicy(attempts=4, initial_s=2.0, maximum_s=30.0)
 
 @dataclass
 class SourceStats:
+    """One source's load, in rows: `rows_read` (native rows of the split), `rows_mapped`, `rows_kept`,
+    `dropped` {reason: rows} (`duplicate_<column>` for the dedup), and `revision` (the revision loaded
+    when the caller records it; `map_source` leaves it None). `to_json`/`from_json` round-trip it."""
+
     source_id: str
     rows_read: int
     rows_mapped: int  # after the per-row rules
@@ -51,6 +55,8 @@ class SourceStats:
 
 
 def dataset_path(spec: SourceSpec, hub_root: Path | None) -> str:
+    """What `datasets` loads for the source: its Hub repo id, or with `hub_root` the local mirror folder
+    `hub_root/<hub_repo>`. Raises `SourceError` for a source without `hub_repo`."""
     if spec.hub_repo is None:
         raise SourceError(f"{spec.source_id}: not a Hub source")
     return str(hub_root / spec.hub_repo) if hub_root is not None else spec.hub_repo
@@ -264,6 +270,7 @@ def map_source(spec: SourceSpec, rows: pl.DataFrame) -> tuple[pl.DataFrame, Sour
 
 
 def with_source(records: pl.DataFrame, source_id: str) -> pl.DataFrame:
+    """`records` with a String column `source` (every row `source_id`) appended, the last record column."""
     return records.with_columns(pl.lit(source_id).alias("source"))
 
 

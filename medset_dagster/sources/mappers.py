@@ -17,15 +17,19 @@ REASONING_FORMAT = "<reasoning>\n{}\n</reasoning>\n{}"
 
 
 def text(column: str) -> pl.Expr:
+    """`column` as a String expression (cast not strict: a value that cannot be cast becomes null).
+    A missing column raises polars' ColumnNotFoundError when the frame is selected."""
     # A number where text belongs (CSV, JSON) becomes its string form rather than failing the load.
     return pl.col(column).cast(pl.String, strict=False)
 
 
 def stripped(column: str) -> pl.Expr:
+    """`text(column)` without leading and trailing whitespace (null stays null)."""
     return text(column).str.strip_chars()
 
 
 def is_blank(expr: pl.Expr) -> pl.Expr:
+    """Boolean: True where `expr` (String) is null or holds nothing but whitespace."""
     return expr.is_null() | (expr.str.strip_chars().str.len_chars() == 0)
 
 
@@ -48,6 +52,9 @@ def _records(rows: pl.DataFrame, input: pl.Expr, output: pl.Expr, *rules: tuple[
 
 
 def map_medical_o1_verifiable_problem(rows: pl.DataFrame) -> pl.DataFrame:
+    """sources.md: input = `Open-ended Verifiable Question`, output = `Ground-True Answer` (both stripped),
+    context "". Drop reasons: `missing_question`, `missing_answer` (blank). Row for row: input, context,
+    output, drop_reason (String, null when kept); the dedup on input is the registry's `dedup_on`."""
     question = stripped("Open-ended Verifiable Question")
     answer = stripped("Ground-True Answer")
     return _records(
@@ -60,6 +67,9 @@ def map_medical_o1_verifiable_problem(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def map_medical_o1_reasoning_sft(rows: pl.DataFrame) -> pl.DataFrame:
+    """sources.md: input = `Question`, output = `Complex_CoT` and `Response` in REASONING_FORMAT (all
+    stripped), context "". Drop reasons: `missing_question`, `missing_reasoning`, `missing_response`
+    (blank). Row for row: input, context, output, drop_reason (String, null when kept); no dedup."""
     question, cot, response = stripped("Question"), stripped("Complex_CoT"), stripped("Response")
     output = pl.format(REASONING_FORMAT, cot, response)
     return _records(
@@ -73,6 +83,11 @@ def map_medical_o1_reasoning_sft(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def map_synthetic_disaster_reports(rows: pl.DataFrame) -> pl.DataFrame:
+    """sources.md: input = "There is a {severity_level} {disaster_type}. Situation: {responder_notes}" (the
+    first two lower-cased), output = "The main resources needed are: {resource_needs joined by ', '}."
+    (blank needs left out), all stripped, context "". Drop reasons: `missing_severity_level`,
+    `missing_disaster_type`, `missing_responder_notes`, `missing_resource_needs` (blank). Row for row:
+    input, context, output, drop_reason (String, null when kept); the dedup on input is the registry's."""
     severity = stripped("severity_level")
     disaster = stripped("disaster_type")
     notes = stripped("responder_notes")
@@ -94,6 +109,9 @@ def map_synthetic_disaster_reports(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def map_medicationqa(rows: pl.DataFrame) -> pl.DataFrame:
+    """sources.md: input = `Question`, output = `Answer`, both unstripped as published, context "".
+    Drop reasons (not in the published build): `missing_question`, `missing_answer` (blank).
+    Row for row: input, context, output, drop_reason (String, null when kept); no dedup."""
     # The published build kept both fields unstripped; it also passed null answers through,
     # a defect not copied: blank questions and answers are dropped and counted.
     question, answer = text("Question"), text("Answer")
@@ -107,6 +125,10 @@ def map_medicationqa(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def map_diseases_symptoms(rows: pl.DataFrame) -> pl.DataFrame:
+    """sources.md: input = `Symptoms`, output = "It seems you may have {Name}. The usual treatment is
+    {Treatments}." (all stripped), context "". Drop reasons: `missing_symptoms`, `missing_name`,
+    `missing_treatments` (blank). Row for row: input, context, output, drop_reason (String, null when
+    kept); the dedup on input is the registry's `dedup_on`."""
     name, symptoms, treatments = stripped("Name"), stripped("Symptoms"), stripped("Treatments")
     return _records(
         rows,
@@ -119,6 +141,10 @@ def map_diseases_symptoms(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def map_first_aid_dataset(rows: pl.DataFrame) -> pl.DataFrame:
+    """sources.md: input = the first of `patterns`, output = the first of `responses` (both stripped),
+    context "". Drop reasons: `no_patterns`, `no_responses` (null or empty list), `empty_pattern`,
+    `empty_response` (blank). Row for row: input, context, output, drop_reason (String, null when
+    kept); the dedup on input is the registry's `dedup_on`."""
     patterns, responses = pl.col("patterns"), pl.col("responses")
     pattern = patterns.list.first().cast(pl.String, strict=False).str.strip_chars()
     response = responses.list.first().cast(pl.String, strict=False).str.strip_chars()

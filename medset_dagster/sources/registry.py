@@ -25,6 +25,20 @@ RevisionPin = Literal["registry", "first_observation"]
 
 @dataclass(frozen=True)
 class SourceSpec:
+    """One registry entry: a source of the dataset, a benchmark, or a documented exclusion.
+
+    `source_id`: the id in asset keys and, for the dataset's sources, in its `source` column; `role`:
+    see SourceRole; `description`: one line for the UI and the card; `licence`: the licence statement
+    (free text, read by `licensing.classify_licence`); `hub_repo`, `config`, `split`: the Hub dataset,
+    its config (None: the default) and split; `revision`: the pinned commit sha (40 hex; None when
+    `pinned_by` is "first_observation" or the source is not loaded); `data_files`, `loader_options`:
+    passed to `datasets.load_dataset_builder`; `required_columns`, `text_columns`, `features`: see the
+    field comments; `mapper`: native rows -> mapped frame (`mappers.py`); `dedup_on`: the mapped column
+    of the per-source exact dedup (None: no dedup); `published_rows`: the rows the published build had
+    (sources.md; None for a source it did not use); `excluded_reason`: why an `excluded` source is not
+    used; `pinned_by`: see RevisionPin; `task`: the generation asset that writes its records (or None).
+    """
+
     source_id: str
     role: SourceRole
     description: str

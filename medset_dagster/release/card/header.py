@@ -48,6 +48,8 @@ SIZE_CATEGORIES = (
 # Fixed so the PNG bytes depend on the data only.
 
 def size_category(rows: int) -> str:
+    """The Hub's `size_categories` value for `rows` (SIZE_CATEGORIES): "n<1K" below 1,000, then one
+    category per power of ten (a bound itself falls in the category above), "n>1T" from 10^12 rows."""
     for bound, name in SIZE_CATEGORIES:
         if rows < bound:
             return name
@@ -93,4 +95,7 @@ def _card_data(card: CardInputs, rows: int) -> Any:
 
 
 def card_header(card: CardInputs, rows: int) -> str:
+    """The README's YAML front matter between `---` lines, newline-terminated: pretty name, language, task
+    categories, `size_category(rows)`, tags (`synthetic` when generated), the `data/train-*` config and
+    the licence fields (`hub_licence_fields`)."""
     return "---\n" + _card_data(card, rows).to_yaml().rstrip("\n") + "\n---\n"

@@ -24,6 +24,9 @@ HUB = "https://huggingface.co"
 
 @dataclass(frozen=True)
 class ExcludedSource:
+    """A source the card names and the build never used: its registry `source_id`, `hub_repo` (or None),
+    and the `reason` the card states (the registry's `excluded_reason`)."""
+
     source_id: str
     hub_repo: str | None
     reason: str
