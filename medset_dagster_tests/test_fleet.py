@@ -27,9 +27,12 @@ from medset_dagster.generation import (
     run_generation,
 )
 from medset_dagster.generation.runner import GenerationAborted
-from medset_dagster_tests.servers.ollama_server import FakeOllamaServer, model_digest
 from medset_dagster_tests.servers.html_server import HtmlServer
-from medset_dagster_tests.servers.openai_server import FakeOpenAIServer, expected_content
+from medset_dagster_tests.servers.ollama_server import FakeOllamaServer, model_digest
+from medset_dagster_tests.servers.openai_server import (
+    FakeOpenAIServer,
+    expected_content,
+)
 from medset_dagster_tests.test_generation_runner import SCHEMA, TEMPLATE, make_items
 
 OLLAMA_MODEL = "gemma3n:e4b"

@@ -16,7 +16,10 @@ from medset_dagster.generation import (
 )
 from medset_dagster.generation.backends.openai_compat import openai_base_url
 from medset_dagster_tests.servers.html_server import HtmlServer
-from medset_dagster_tests.servers.openai_server import FakeOpenAIServer, expected_content
+from medset_dagster_tests.servers.openai_server import (
+    FakeOpenAIServer,
+    expected_content,
+)
 
 MODEL = "google/gemma-3n-E4B-it"
 SCHEMA = {

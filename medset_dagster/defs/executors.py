@@ -28,7 +28,9 @@ import warnings
 from collections.abc import Mapping
 
 from dagster import ExecutorDefinition, Field, Map, executor, in_process_executor
-from dagster._core.definitions.executor_definition import multiple_process_executor_requirements
+from dagster._core.definitions.executor_definition import (
+    multiple_process_executor_requirements,
+)
 from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.plan.step import ExecutionStep
 from dagster._core.execution.retries import RetryMode

@@ -282,7 +282,7 @@ def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource,
 @asset(
     group_name="retrieval",
     kinds={"faiss"},
-    description="Exact inner-product FAISS index over the chunk vectors, saved with the chunk mapping and embedder settings.",
+    description="Inner-product FAISS index over the chunk vectors (exact up to IndexConfig.approximate_above vectors, HNSW beyond), saved with the chunk mapping and embedder settings.",
     code_version=code_version(vector_index),
     automation_condition=REBUILD_WHEN_STALE,
     ins={"pdf_chunks": AssetIn(), "chunk_embeddings": AssetIn()},

@@ -7,7 +7,7 @@ revision is honoured) or a local folder that mirrors the Hub repos file for file
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -36,22 +36,13 @@ LOAD_RETRY = RetryPolicy(attempts=4, initial_s=2.0, maximum_s=30.0)
 @dataclass
 class SourceStats:
     """One source's load, in rows: `rows_read` (native rows of the split), `rows_mapped`, `rows_kept`,
-    `dropped` {reason: rows} (`duplicate_<column>` for the dedup), and `revision` (the revision loaded
-    when the caller records it; `map_source` leaves it None). `to_json`/`from_json` round-trip it."""
+    `dropped` {reason: rows} (`duplicate_<column>` for the dedup)."""
 
     source_id: str
     rows_read: int
     rows_mapped: int  # after the per-row rules
     rows_kept: int  # after per-source dedup
     dropped: dict[str, int] = field(default_factory=dict)
-    revision: str | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "SourceStats":
-        return cls(**json.loads(text))
 
 
 def dataset_path(spec: SourceSpec, hub_root: Path | None) -> str:

@@ -25,6 +25,7 @@ prints one JSON list of results on stdout's last line.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -102,7 +103,7 @@ def _run_one(request: dict[str, Any]) -> dict[str, Any]:
             spec = SOURCES_BY_ID[request["source_id"]]
             rows = load_native_rows(spec, hub_root=None, revision=request.get("revision"), token=os.environ.get("HF_TOKEN"))
             kept, stats = map_source(spec, rows)
-            result["stats"] = json.loads(stats.to_json())
+            result["stats"] = dataclasses.asdict(stats)
             result["kept_digest"] = _frame_digest(kept)
         else:
             dataset = datasets.load_dataset(request["repo"], **request.get("kwargs", {}))

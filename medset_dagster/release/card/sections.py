@@ -10,12 +10,12 @@ from typing import Any
 import polars as pl
 
 from medset_dagster.common.markdown import Raw, table
-from medset_dagster.dataset.records import COLUMN_DESCRIPTIONS, RECORD_COLUMNS
 from medset_dagster.dataset.curation import (
     FUNNEL_STAGES,
     RELEASE_FUNNEL_STAGES,
     STAGE_MEANINGS,
 )
+from medset_dagster.dataset.records import COLUMN_DESCRIPTIONS, RECORD_COLUMNS
 from medset_dagster.generation.tasks import DEFAULT_MIN_SIMILARITY, task_drop_rules
 from medset_dagster.generation.validation import REPAIR_RULES
 from medset_dagster.release.build_manifest import CODE_URL_SETTING, SourceEntry
@@ -28,10 +28,9 @@ from medset_dagster.release.card.inputs import (
     CardInputs,
 )
 from medset_dagster.release.export import DATA_DIR, JSON_NAME
-from medset_dagster.release.hygiene_rules import PDF_RULES, RECORD_RULES
 from medset_dagster.release.files import MANIFEST_NAME
+from medset_dagster.release.hygiene_rules import PDF_RULES, RECORD_RULES
 from medset_dagster.release.licensing import classify_licence
-
 
 # Revisions on the card: this many hex characters (build.json has them in full).
 SHORT = 12
