@@ -13,6 +13,7 @@ polars' own (stable for a given polars version, which the lock file pins).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
 import polars as pl
@@ -106,16 +107,6 @@ def normalised_pair_keys() -> list[pl.Expr]:
     return [normalised("input").hash(1).alias("_input_key"), normalised("output").hash(2).alias("_output_key")]
 
 
-def first_of_each_normalised_pair() -> pl.Expr:
-    """True for the first row of each normalised (input, output) pair (an eager-frame filter)."""
-    return pl.struct(*normalised_pair_keys()).is_first_distinct()
-
-
-def shuffled(frame: pl.DataFrame | pl.LazyFrame, seed: int) -> pl.DataFrame | pl.LazyFrame:
-    """Rows ordered by a seeded hash of their content; ties (identical rows) broken by content."""
-    return frame.sort([pl.struct(pl.all()).hash(seed), "input", "output"])
-
-
 def within_field_bounds(policy: CurationPolicy) -> pl.Expr:
     """True where every field is within its hard bound (`policy.field_bounds`, characters)."""
     return pl.all_horizontal(pl.col(column).str.len_chars() <= bound for column, bound in policy.field_bounds.items())
@@ -128,48 +119,101 @@ def within_length_bounds(policy: CurationPolicy) -> pl.Expr:
     )
 
 
-def _count_by_source(frame: pl.LazyFrame, name: str) -> pl.LazyFrame:
+def _count_by_source(frame: pl.DataFrame | pl.LazyFrame, name: str):
     return frame.group_by("source").agg(pl.len().cast(pl.Int64).alias(name))
 
 
-@dataclass
-class CurationPlan:
-    """The curation as lazy queries: `dataset` (the four String columns, shuffled) and
-    `stage_counts` (`source` String; `after_generation`, `after_field_bounds`, `after_global_dedup`,
-    `after_length_filter` Int64). Run with the streaming engine, a merge of tens of millions of rows
-    needs memory for the sort's keys, not for the rows."""
-
-    dataset: pl.LazyFrame
-    stage_counts: pl.LazyFrame
+def _merged(records: Sequence[pl.LazyFrame]) -> pl.LazyFrame:
+    """The sources' records as one lazy frame of the four String columns, in registry order."""
+    return pl.concat([lf.select([pl.col(name).cast(pl.String) for name in RECORD_COLUMNS]) for lf in records], how="vertical")
 
 
-def curate_lazy(records: Sequence[pl.LazyFrame], policy: CurationPolicy) -> CurationPlan:
-    """`curate` as lazy queries over `records` (each a source's records, in registry order: dedup
-    keeps the first occurrence): field bounds, then (card policy) global dedup and length bounds,
-    then the seeded shuffle."""
-    frame = pl.concat([lf.select([pl.col(name).cast(pl.String) for name in RECORD_COLUMNS]) for lf in records], how="vertical")
-    stages = [_count_by_source(frame, "after_generation")]
-    frame = frame.filter(within_field_bounds(policy))
-    stages.append(_count_by_source(frame, "after_field_bounds"))
+def curation_keys(records: pl.LazyFrame, policy: CurationPolicy) -> pl.LazyFrame:
+    """One narrow row per record, everything curation decides on, computed in one streaming pass:
+    `_row` (UInt32 position in `records`), `source`, `_fits` (field bounds), the dedup keys
+    `_input_key`/`_output_key` (UInt64), `_length_ok`, and the shuffle keys `_h1`/`_h2` (UInt64:
+    two seeded hashes of the row's content)."""
+    content = pl.struct(list(RECORD_COLUMNS))
+    return records.with_row_index("_row").select(
+        "_row",
+        # Categorical: a few distinct ids over millions of rows.
+        pl.col("source").cast(pl.Categorical),
+        within_field_bounds(policy).alias("_fits"),
+        *normalised_pair_keys(),
+        within_length_bounds(policy).alias("_length_ok"),
+        content.hash(policy.seed).alias("_h1"),
+        content.hash(policy.seed + 1).alias("_h2"),
+    )
+
+
+def curation_order(keys: pl.DataFrame, policy: CurationPolicy) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(`order`: the kept rows as `_row` and `_rank` (UInt32, their place in the dataset), and the
+    per-source stage counts) from `curation_keys`: field bounds; then, under the card policy, the
+    first row of each normalised (input, output) pair in registry order, and the length bounds;
+    then the seeded shuffle (rank by `_h1`, `_h2`, ties by position)."""
+    stages = [_count_by_source(keys, "after_generation")]
+    kept = keys.filter(pl.col("_fits"))
+    stages.append(_count_by_source(kept, "after_field_bounds"))
     if policy.global_dedup:
-        keys = ["_input_key", "_output_key"]
-        frame = frame.with_columns(normalised_pair_keys()).unique(subset=keys, keep="first", maintain_order=True).drop(keys)
-    stages.append(_count_by_source(frame, "after_global_dedup"))
+        kept = kept.filter(pl.struct("_input_key", "_output_key").is_first_distinct())
+    stages.append(_count_by_source(kept, "after_global_dedup"))
     if policy.length_filter:
-        frame = frame.filter(within_length_bounds(policy))
-    stages.append(_count_by_source(frame, "after_length_filter"))
+        kept = kept.filter(pl.col("_length_ok"))
+    stages.append(_count_by_source(kept, "after_length_filter"))
     stage_counts = stages[0]
     for extra in stages[1:]:
         stage_counts = stage_counts.join(extra, on="source", how="left")
-    return CurationPlan(dataset=shuffled(frame, policy.seed), stage_counts=stage_counts.fill_null(0).sort("source"))
+    order = kept.sort("_h1", "_h2", "_row").select("_row").with_row_index("_rank")
+    return order, stage_counts.fill_null(0).with_columns(pl.col("source").cast(pl.String)).sort("source")
+
+
+def _rows_in_order(records: pl.LazyFrame, order: pl.DataFrame) -> pl.LazyFrame:
+    """The records `order` keeps, in its rank order (the four columns)."""
+    return (
+        records.with_row_index("_row")
+        .join(order.lazy(), on="_row", how="inner")
+        .sort("_rank")
+        .select(list(RECORD_COLUMNS))
+    )
+
+
+def curate_to_parquet(
+    records: Sequence[pl.LazyFrame], policy: CurationPolicy, path: Path, *, bucket_rows: int = 500_000
+) -> pl.DataFrame:
+    """Curate `records` (each a source's records, lazy, in registry order) into the Parquet file
+    `path`; returns the per-source stage counts (`source`, `after_generation`, `after_field_bounds`,
+    `after_global_dedup`, `after_length_filter`).
+
+    Streams: one pass computes the narrow keys (`curation_keys`), the order is decided on them in
+    memory (tens of bytes a row), then the rows are written in `bucket_rows`-row slices of the
+    order, each read by one streaming pass over `records`: memory is one slice, not the dataset.
+    """
+    import pyarrow.parquet as pq
+
+    merged = _merged(records)
+    order, stage_counts = curation_order(curation_keys(merged, policy).collect(engine="streaming"), policy)
+    schema = None
+    writer = None
+    try:
+        for start in range(0, max(order.height, 1), bucket_rows):
+            part = _rows_in_order(merged, order.slice(start, bucket_rows)).collect(engine="streaming").to_arrow()
+            if writer is None:
+                schema = part.schema
+                writer = pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True)
+            writer.write_table(part.cast(schema))
+    finally:
+        if writer is not None:
+            writer.close()
+    return stage_counts
 
 
 def curate(records: pl.DataFrame | Iterable[pl.DataFrame], policy: CurationPolicy) -> CurationResult:
-    """`curate_lazy` on in-memory frames, collected: the dataset and the per-source stage counts."""
+    """Curate in-memory frames (the four columns, in registry order): the dataset and the
+    per-source stage counts; the same decisions as `curate_to_parquet`."""
     frames = [records] if isinstance(records, pl.DataFrame) else list(records)
-    plan = curate_lazy([as_records(frame).lazy() for frame in frames], policy)
-    dataset, stage_counts = pl.collect_all([plan.dataset, plan.stage_counts])
-    return CurationResult(dataset=dataset, stage_counts=stage_counts)
+    merged = _merged([as_records(frame).lazy() for frame in frames])
+    order, stage_counts = curation_order(curation_keys(merged, policy).collect(), policy)
+    return CurationResult(dataset=_rows_in_order(merged, order).collect(), stage_counts=stage_counts)
 
 
 def funnel_table(

@@ -16,6 +16,7 @@ from dagster import (
     Config,
     ConfigurableResource,
     DataVersion,
+    Failure,
     MaterializeResult,
     MetadataValue,
     Nothing,
@@ -25,6 +26,7 @@ from dagster import (
 )
 
 from medset_dagster.common import markdown
+from medset_dagster.common.files import NoSpaceLeftError, is_no_space
 from medset_dagster.dataset import (
     curation,
     decontamination,
@@ -37,7 +39,7 @@ from medset_dagster.dataset.curation import (
     RELEASE_FUNNEL_STAGES,
     SOURCE_STAGES,
     CurationPolicy,
-    curate_lazy,
+    curate_to_parquet,
     funnel_markdown,
     funnel_table,
 )
@@ -56,6 +58,7 @@ from medset_dagster.defs.metadata import (
     latest_observation,
     table_metadata,
 )
+from medset_dagster.defs.resources import PipelineStorage
 from medset_dagster.defs.sources import (
     BENCHMARK_ITEM_ASSETS,
     frame_version,
@@ -153,13 +156,20 @@ def curated_dataset_asset(record_assets: Sequence[tuple[SourceSpec, AssetsDefini
         code_version=code_version(curation),
         automation_condition=REBUILD_WHEN_STALE,
     )
-    def curated_dataset(context: AssetExecutionContext, config: CurationConfig, **records: pl.LazyFrame) -> MaterializeResult:
+    def curated_dataset(context: AssetExecutionContext, config: CurationConfig, storage: PipelineStorage, **records: pl.LazyFrame) -> MaterializeResult:
         started = time.perf_counter()
         policy = config.to_policy()
         upstream = {source: latest_metadata(context.instance, key) for source, key in keys.items()}
-        # Lazy end to end: the IO manager streams the shuffled rows to Parquet (sink_parquet).
-        plan = curate_lazy([records[source] for source in keys], policy)
-        stage_counts = plan.stage_counts.collect(engine="streaming")
+        # Streamed: the rows are written in slices of the decided order, never all in memory; the
+        # IO manager moves the finished file into place.
+        written = storage.scratch_file(f"{CURATED_DATASET}-{context.run_id}.parquet")
+        try:
+            stage_counts = curate_to_parquet([records[source] for source in keys], policy, written)
+        except Exception as error:
+            written.unlink(missing_ok=True)
+            if is_no_space(error):
+                raise Failure(str(NoSpaceLeftError(written, storage.root, error)), allow_retries=False) from error
+            raise
         stages = {source: {stage: m[stage] for stage in SOURCE_STAGES if stage in m} for source, m in upstream.items()}
         funnel = funnel_table(stages, stage_counts)
         per_source = dict(funnel.filter(pl.col("source") != "TOTAL").select("source", "final").iter_rows())
@@ -171,7 +181,7 @@ def curated_dataset_asset(record_assets: Sequence[tuple[SourceSpec, AssetsDefini
                 _, observed = latest_observation(context.instance, observation_key(spec))
                 facts[source]["hub_head"] = observed.get("hub_head", "")
         return MaterializeResult(
-            value=plan.dataset,
+            value=written,
             metadata={
                 "dagster/row_count": int(sum(per_source.values())),
                 "policy": policy.name,

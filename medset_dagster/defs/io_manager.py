@@ -1,6 +1,7 @@
 """Tables move between assets as Parquet files through one IO manager.
 
-An asset returns a `pl.DataFrame` (or a `pl.LazyFrame`, streamed to disk with `sink_parquet`);
+An asset returns a `pl.DataFrame` (or a `pl.LazyFrame`, streamed to disk with `sink_parquet`, or
+the `Path` of a Parquet file it streamed itself, moved into place);
 a downstream asset takes it as a typed input: `pl.DataFrame` reads it, `pl.LazyFrame` scans it
 lazily, and an input over several partitions of a partitioned asset arrives as
 `dict[partition_key, frame]`. Files sit under `<data_dir>/assets/<asset key path>.parquet`, or
@@ -12,6 +13,7 @@ write and out-of-space message the rest of the pipeline uses, and nothing pickle
 """
 
 
+import os
 import time
 import typing
 from pathlib import Path
@@ -65,7 +67,7 @@ class ParquetIOManager(ConfigurableIOManager):
             started = time.perf_counter()
             self._write(frame, path)
             metadata = {"path": MetadataValue.path(str(path)), "bytes": path.stat().st_size}
-            if isinstance(frame, pl.LazyFrame):
+            if isinstance(frame, (pl.LazyFrame, Path)):
                 # What the asset could not count before its rows were streamed out: read them back.
                 written = pl.scan_parquet(path)
                 metadata["dagster/row_count"] = written.select(pl.len()).collect().item()
@@ -75,6 +77,11 @@ class ParquetIOManager(ConfigurableIOManager):
             context.add_output_metadata(metadata)
 
     def _write(self, frame: object, path: Path) -> None:
+        if isinstance(frame, Path):
+            # A Parquet file the asset wrote itself (streamed): moved into place with one rename.
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(frame, path)
+            return
         if isinstance(frame, pl.LazyFrame):
             write = lambda temporary: frame.sink_parquet(temporary, compression="zstd")  # noqa: E731
         elif isinstance(frame, pl.DataFrame):

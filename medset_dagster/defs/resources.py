@@ -35,6 +35,13 @@ class PipelineStorage(ConfigurableResource):
     def tables_dir(self) -> Path:
         return self.folder("assets")
 
+    def scratch_file(self, name: str) -> Path:
+        """A path under `tables_dir/.scratch/` (same filesystem as the tables, so the IO manager can
+        move a finished file into place with one rename); an old file of that name is removed."""
+        path = self.folder("assets", ".scratch") / name
+        path.unlink(missing_ok=True)
+        return path
+
     @property
     def cache_dir(self) -> Path:
         return self.folder("cache")
