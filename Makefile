@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export MEDSET_PROFILE ?= sample
 
-.PHONY: setup build publish test dev benchmarks clean
+.PHONY: setup build publish test dev benchmarks rehearsal clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -48,6 +48,15 @@ benchmarks: setup
 	$(VENV)/bin/python benchmarks/curation.py
 	$(VENV)/bin/python benchmarks/retrieval.py
 	$(VENV)/bin/python benchmarks/generation.py
+
+## The full-profile rehearsal: synthetic mirrors of every source at real size on a loopback Hub (LFS),
+## loopback Cohere and Ollama with latency and slot caps; then build, publish, a no-change rerun and a
+## tracked source's head moving, each through `python -m medset_dagster` with MEDSET_PROFILE=full in
+## a temporary data folder and instance. Prints counts, calls, stage times, RSS (about 25 minutes).
+## Options through REHEARSAL_ARGS, e.g. REHEARSAL_ARGS="--scale 0.05 --scenarios 50 --llm-latency 0".
+REHEARSAL_ARGS ?=
+rehearsal: setup
+	$(VENV)/bin/python benchmarks/rehearsal.py $(REHEARSAL_ARGS)
 
 clean:
 	find .dagster -mindepth 1 ! -name dagster.yaml -exec rm -rf {} + 2>/dev/null || true
