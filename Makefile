@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export MEDSET_PROFILE ?= sample
 
-.PHONY: setup build publish test dev benchmarks clean cluster-packages cluster-up cluster-build cluster-down
+.PHONY: setup build publish test dev benchmarks rehearsal clean cluster-packages cluster-up cluster-build cluster-down
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -76,6 +76,15 @@ cluster-build: cluster-up
 ## Stop the workers, Redis and Postgres (Postgres keeps its data in .cluster/).
 cluster-down:
 	$(PYTHON) deploy/local/cluster.py down
+
+## The full-profile rehearsal: synthetic mirrors of every source at real size on a loopback Hub (LFS),
+## loopback Cohere and Ollama with latency and slot caps; then build, publish, a no-change rerun and a
+## tracked source's head moving, each through `python -m medset_dagster` with MEDSET_PROFILE=full in
+## a temporary data folder and instance. Prints counts, calls, stage times, RSS (about 25 minutes).
+## Options through REHEARSAL_ARGS, e.g. REHEARSAL_ARGS="--scale 0.05 --scenarios 50 --llm-latency 0".
+REHEARSAL_ARGS ?=
+rehearsal: setup
+	$(VENV)/bin/python benchmarks/rehearsal.py $(REHEARSAL_ARGS)
 
 clean:
 	find .dagster -mindepth 1 ! -name dagster.yaml -exec rm -rf {} + 2>/dev/null || true

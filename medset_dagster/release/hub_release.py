@@ -5,6 +5,10 @@ manifest with `content_hash`), `README.md` and maybe `images/`. Every file goes 
 `create_commit`, which the Hub applies whole or not at all, so a retry after a failure can never leave
 half a release behind. The manifest's `content_hash` decides whether there is anything to publish.
 
+Every request runs under client-side timeouts (`HubTimeouts`, installed by `hub_call`) and the
+retries under a deadline (`deadline_s`), so a Hub that accepts a request and never answers fails
+the publish after a bounded wait; the commit being atomic, nothing is published then.
+
 The token is only handed to `HfApi`; it never reaches a log line, an exception or the outcome.
 """
 
@@ -27,6 +31,8 @@ from huggingface_hub import (
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from medset_dagster.common.hub_client import (
+    DEFAULT_TIMEOUTS,
+    HubTimeouts,
     http_status,
     hub_call,
     is_transient,
@@ -38,6 +44,10 @@ from medset_dagster.release.files import MANIFEST_NAME, ReleaseFile, list_releas
 
 _LOG = logging.getLogger(__name__)
 REPO_TYPE = "dataset"
+
+# No new attempt of the publish starts after this many seconds: with the default timeouts a Hub
+# that never answers fails the publish within about this long plus one attempt.
+DEFAULT_PUBLISH_DEADLINE_S = 600.0
 
 Status = Literal["dry_run", "committed", "unchanged"]
 TagStatus = Literal["created", "exists", "exists_elsewhere"]
@@ -131,11 +141,15 @@ def publish_release(
     log: Callable[[str], None] = _LOG.info,
     prune_prefixes: tuple[str, ...] = ("data/",),
     retry: RetryPolicy = RetryPolicy(),
+    timeouts: HubTimeouts = DEFAULT_TIMEOUTS,
+    deadline_s: float | None = DEFAULT_PUBLISH_DEADLINE_S,
 ) -> PublishOutcome:
     """Publish `release_dir` to dataset `repo_id` and tag it `version_tag`; `repo_id=None` is a dry run.
 
     Stale files under `prune_prefixes` (old shards) are deleted in the same commit. If the Hub's
     manifest already has the local `content_hash`, nothing is committed (status `unchanged`).
+    Every Hub request is bounded by `timeouts`; each retried step (create the repo, observe and
+    commit, tag) starts no new attempt after `deadline_s` seconds.
     """
     release_dir = Path(release_dir)
     if not release_dir.is_dir():
@@ -161,15 +175,16 @@ def publish_release(
         outcome = _publish(
             release_dir, entries, content_hash, repo_id=repo_id, token=token, endpoint=url, private=private,
             version_tag=version_tag, manifest_name=manifest_name, log=log, prune_prefixes=prune_prefixes, retry=retry,
+            timeouts=timeouts, deadline_s=deadline_s,
         )
     except HubPublishError as exc:
         failure = exc
     except (HfHubHTTPError, OSError, ValueError, ConnectionError, TimeoutError) as exc:
-        failure = _explain(exc, repo_id=repo_id, endpoint=url, token=token, retry=retry)
+        failure = _explain(exc, repo_id=repo_id, endpoint=url, token=token, retry=retry, timeouts=timeouts)
     except Exception as exc:  # transport errors of the HTTP stack (httpx2) are not OSError
         if not is_transient(exc):
             raise
-        failure = _explain(exc, repo_id=repo_id, endpoint=url, token=token, retry=retry)
+        failure = _explain(exc, repo_id=repo_id, endpoint=url, token=token, retry=retry, timeouts=timeouts)
     # Raised outside the except block: the client's exception holds request headers, so it is not chained.
     if failure is not None:
         log(f"Publish to {repo_id} failed: {failure}")
@@ -192,13 +207,15 @@ def _publish(
     log: Callable[[str], None],
     prune_prefixes: tuple[str, ...],
     retry: RetryPolicy,
+    timeouts: HubTimeouts,
+    deadline_s: float | None,
 ) -> PublishOutcome:
     api = HfApi(endpoint=endpoint, token=token)
     files = [entry for _, entry in entries]
     notes: list[str] = []
 
     def call(what: str, fn: Callable[[], Any]) -> Any:
-        return hub_call(fn, what=what, policy=retry, token=token, log=log)
+        return hub_call(fn, what=what, policy=retry, token=token, log=log, timeouts=timeouts, deadline_s=deadline_s)
 
     call("create_repo", lambda: api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True))
 
@@ -209,7 +226,7 @@ def _publish(
 
     def observe_and_commit() -> tuple[Status, str, str | None, list[str]]:
         nonlocal commit_sent, stale
-        info = api.dataset_info(repo_id, timeout=60)
+        info = api.dataset_info(repo_id, timeout=timeouts.read_s)
         head = info.sha
         if info.private is not None and info.private != private:
             note = f"{repo_id} already exists as {'private' if info.private else 'public'}; visibility left unchanged"
@@ -249,7 +266,7 @@ def _publish(
     except Exception as exc:  # noqa: BLE001 - Hub errors and transport errors alike
         if not (isinstance(exc, HfHubHTTPError) or is_transient(exc)):
             raise
-        tag_failure = _explain(exc, repo_id=repo_id, endpoint=endpoint, token=token, retry=retry)
+        tag_failure = _explain(exc, repo_id=repo_id, endpoint=endpoint, token=token, retry=retry, timeouts=timeouts)
     if tag_failure is not None:
         # The release is on the Hub; only the tag is missing, and a re-run (status unchanged) adds it.
         raise HubPublishError(
@@ -311,7 +328,9 @@ def _ensure_tag(
     return "exists_elsewhere"
 
 
-def _explain(exc: BaseException, *, repo_id: str, endpoint: str, token: str | None, retry: RetryPolicy) -> HubPublishError:
+def _explain(
+    exc: BaseException, *, repo_id: str, endpoint: str, token: str | None, retry: RetryPolicy, timeouts: HubTimeouts = DEFAULT_TIMEOUTS
+) -> HubPublishError:
     """Turn a client failure into an actionable message that names what to check and never the token."""
     status = http_status(exc)
     reason = short_reason(exc, token)
@@ -340,11 +359,29 @@ def _explain(exc: BaseException, *, repo_id: str, endpoint: str, token: str | No
             f"The Hub at {endpoint} rejected the release content for {repo_id} ({reason}); nothing was committed. "
             "Check README.md's metadata (YAML, licence id) and the file names."
         )
+    elif _is_timeout(exc):
+        message = (
+            f"The Hub at {endpoint} did not answer in time ({reason}; each request may wait {timeouts.read_s:g}s for an "
+            f"answer, at most {retry.attempts} attempts); nothing was published (a commit is atomic). Check the "
+            "network and HF_ENDPOINT, then re-run."
+        )
     elif is_transient(exc):
         message = (
-            f"The Hub at {endpoint} kept failing after {retry.attempts} attempts ({reason}); nothing partial was "
+            f"The Hub at {endpoint} kept failing after up to {retry.attempts} attempts ({reason}); nothing partial was "
             "published (a commit is atomic). Check the network and HF_ENDPOINT, then re-run."
         )
     else:
         message = f"Publishing {repo_id} to {endpoint} failed: {reason}."
     return HubPublishError(message, status=status, transient=is_transient(exc))
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """Whether `exc` (or an exception it was raised from) is a client-side timeout."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TimeoutError) or "Timeout" in type(current).__name__:
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -4,20 +4,29 @@ Vectors are deterministic (seeded by model and text), so equal texts get equal v
 runs. Every request is recorded; faults (429 with Retry-After, 5xx, slow answers, malformed bodies) are
 served from a queue, or from a given request on, to exercise the client's retries and errors.
 
+For rehearsals and benchmarks the server can behave like the real API under load: `latency_s` is the
+service time of one embed request (the answer leaves that long after the request took its slot) and
+`max_concurrent` caps the requests served at once (extra ones wait for a slot, as behind a rate
+limiter); `calls` and `peak_in_flight` report what it saw.
+
     with CohereTestServer() as server:
         embedder = CohereEmbedder("test-key", base_url=server.base_url)
         server.inject(Fault.rate_limited(retry_after=1))
+
+    with CohereTestServer(latency_s=0.3, max_concurrent=2) as server: ...
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
@@ -26,6 +35,9 @@ import numpy as np
 EMBED_PATH = "/v2/embed"  # what cohere 7.x ClientV2.embed calls: base_url + "/v2/embed"
 
 MalformedKind = Literal["not_json", "missing_embeddings", "wrong_count"]
+# `random`: every text its own random direction (unrelated texts are orthogonal); `lexical`: texts that
+# share content words point alike, as real embeddings of a question and a passage on its topic do.
+VectorKind = Literal["random", "lexical"]
 
 
 @dataclass(frozen=True)
@@ -77,15 +89,78 @@ def fake_embedding(model: str, text: str, dimension: int) -> list[float]:
     return [round(float(x), 6) for x in vector]
 
 
+_STOPWORDS = frozenset(
+    "the and for with that this from are was were has have had not but any all can may its into than then them they "
+    "their there what when where which who whom how why you your our out off one two per some such also been being "
+    "should would could must will shall does did done very more most less only over under above below after before".split()
+)
+# Weight of the direction every text shares (real embedding spaces are anisotropic: unrelated English
+# texts score about 0.2 with Cohere v3), relative to the text's own unit bag of words.
+_COMMON_WEIGHT = 0.5
+
+
+def content_words(text: str) -> list[str]:
+    """Lower-case words of three letters or more, stop words left out, a plural `s` stripped."""
+    words = [w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) >= 3 and w not in _STOPWORDS]
+    return [w[:-1] if len(w) > 4 and w.endswith("s") and not w.endswith("ss") else w for w in words]
+
+
+@lru_cache(maxsize=8)
+def _common_direction(model: str, dimension: int) -> np.ndarray:
+    seed = int.from_bytes(hashlib.sha256(f"common\0{model}".encode()).digest()[:8], "little")
+    vector = np.random.default_rng(seed).standard_normal(dimension)
+    return vector / np.linalg.norm(vector)
+
+
+def lexical_embedding(model: str, text: str, dimension: int) -> list[float]:
+    """Deterministic unit vector for (model, text) that keeps lexical overlap: the text's distinct
+    content words hashed into `dimension` signed buckets (a unit bag of words), plus a direction
+    shared by every text. Texts with no word in common score 0.2; a question sharing a few content
+    words with a passage scores 0.3-0.5; a text with itself 1."""
+    words = sorted(set(content_words(text)))
+    bag = np.zeros(dimension)
+    for word in words:
+        digest = hashlib.sha256(f"{model}\0{word}".encode()).digest()
+        bag[int.from_bytes(digest[:4], "little") % dimension] += 1.0 if digest[4] & 1 else -1.0
+    norm = np.linalg.norm(bag)
+    if norm == 0:  # no content word: fall back to the text's own direction
+        bag, norm = np.asarray(fake_embedding(model, text, dimension)), 1.0
+    vector = bag / norm + _COMMON_WEIGHT * _common_direction(model, dimension)
+    vector /= np.linalg.norm(vector)
+    return [round(float(x), 6) for x in vector]
+
+
 class CohereTestServer:
     """ThreadingHTTPServer on 127.0.0.1:0 in a daemon thread; use as a context manager.
 
     `api_key`, when given, is required as `Authorization: Bearer <key>` (else 401), to test key errors.
+    `vectors`: `random` (default; `fake_embedding`) or `lexical` (`lexical_embedding`: retrieval over
+    the answers finds passages that share words with the query, as with the real model).
     """
 
-    def __init__(self, dimension: int = 1024, *, api_key: str | None = None):
+    def __init__(
+        self,
+        dimension: int = 1024,
+        *,
+        api_key: str | None = None,
+        latency_s: float = 0.0,
+        max_concurrent: int | None = None,
+        vectors: VectorKind = "random",
+    ):
+        if vectors not in ("random", "lexical"):
+            raise ValueError(f"vectors must be 'random' or 'lexical', got {vectors!r}")
+        if latency_s < 0:
+            raise ValueError(f"latency_s must be >= 0, got {latency_s}")
+        if max_concurrent is not None and max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be at least 1, got {max_concurrent}")
         self.dimension = dimension
         self.api_key = api_key
+        self.latency_s = latency_s
+        self.max_concurrent = max_concurrent
+        self.embedding = lexical_embedding if vectors == "lexical" else fake_embedding
+        self._slots = threading.BoundedSemaphore(max_concurrent) if max_concurrent else None
+        self._in_flight = 0
+        self._peak_in_flight = 0
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._faults: deque[Fault] = deque()
@@ -150,6 +225,44 @@ class CohereTestServer:
     def reset_requests(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._peak_in_flight = 0
+
+    @property
+    def calls(self) -> int:
+        """Embed requests received (every attempt counts, whatever the answer)."""
+        with self._lock:
+            return sum(1 for request in self._requests if request.path.split("?")[0] == EMBED_PATH)
+
+    @property
+    def texts_embedded(self) -> int:
+        """Texts in the requests answered with vectors."""
+        with self._lock:
+            return sum(request.texts_count for request in self._requests if request.status == 200)
+
+    @property
+    def peak_in_flight(self) -> int:
+        """Most embed requests being served at the same moment."""
+        with self._lock:
+            return self._peak_in_flight
+
+    def _take_slot(self) -> float:
+        """Wait for a slot (if capped); return when the answer may leave (`latency_s` from now)."""
+        if self._slots is not None:
+            self._slots.acquire()
+        with self._lock:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        return time.perf_counter() + self.latency_s
+
+    def _free_slot(self, deadline: float) -> None:
+        """Sleep out the rest of the service time, then free the slot."""
+        remaining = deadline - time.perf_counter()
+        if remaining > 0:
+            time.sleep(remaining)
+        with self._lock:
+            self._in_flight -= 1
+        if self._slots is not None:
+            self._slots.release()
 
     def _next_fault(self) -> Fault | None:
         with self._lock:
@@ -207,7 +320,11 @@ class _EmbedHandler(BaseHTTPRequestHandler):
             record(400)
             return self._send_json(400, {"message": "texts, model and input_type are required"})
 
-        vectors = [fake_embedding(model, text, owner.dimension) for text in texts]
+        deadline = owner._take_slot()
+        try:
+            vectors = [owner.embedding(model, text, owner.dimension) for text in texts]
+        finally:
+            owner._free_slot(deadline)
         payload: dict[str, Any] = {
             "id": str(uuid.uuid4()),
             "response_type": "embeddings_by_type",

@@ -2,7 +2,9 @@
 
 Speaks non-streaming `/api/chat`, `/api/tags`, `/api/show`, `/api/version` on 127.0.0.1 (port 0).
 Chat answers are JSON objects satisfying the request's `format` schema, each required string filled
-from a hash of the messages: reproducible across runs, distinct across prompts. A prompt that hands
+from a hash of the messages: reproducible across runs, distinct across prompts. With
+`honour_seed=True` a request's `options.seed` (when not 0) joins the hash, as a model sampling with
+another seed answers the same prompt differently (the RAG scenarios seed each draw). A prompt that hands
 over its reference ("Correct answer: ...", "The diagnosis is: ...") gets an answer naming it, as a
 model following the prompt would (output validation drops answers that contradict the reference). Knobs for tests and
 benchmarks: a fixed latency per request, a cap on requests served at once (extra ones wait), a call
@@ -97,12 +99,14 @@ def _follow_reference(value: Any, messages: list[dict[str, Any]]) -> Any:
     return value
 
 
-def expected_content(messages: list[dict[str, Any]], schema: Any) -> dict[str, Any] | str:
-    """What the stand-in answers for these messages (tests use it to check outputs)."""
-    seed = hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+def expected_content(messages: list[dict[str, Any]], schema: Any, seed: int | None = None) -> dict[str, Any] | str:
+    """What the stand-in answers for these messages (tests use it to check outputs); a sampling
+    `seed` other than 0 or None gives another answer to the same messages."""
+    hashed: Any = messages if not seed else {"messages": messages, "seed": seed}
+    digest = hashlib.sha256(json.dumps(hashed, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
     if isinstance(schema, dict):
-        return _follow_reference(_fill(schema, seed), messages)
-    return {"text": f"text {seed[:12]}"} if schema == "json" else f"text {seed[:12]}"
+        return _follow_reference(_fill(schema, digest), messages)
+    return {"text": f"text {digest[:12]}"} if schema == "json" else f"text {digest[:12]}"
 
 
 @dataclass
@@ -122,6 +126,7 @@ class _State:
     latency_s: float
     slow_s: float
     cap: threading.BoundedSemaphore | None
+    honour_seed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     faults: deque[str] = field(default_factory=deque)
     predicate: FaultPredicate | None = None
@@ -293,7 +298,8 @@ class _Handler(BaseHTTPRequestHandler):
             deadline += state.slow_s
         messages = body.get("messages") or []
         schema = body.get("format")
-        value = expected_content(messages, schema)
+        options = body.get("options") if isinstance(body.get("options"), dict) else {}
+        value = expected_content(messages, schema, options.get("seed") if state.honour_seed else None)
         if fault == "empty_field" and isinstance(value, dict):
             value = {k: ("" if isinstance(v, str) else v) for k, v in value.items()}
         if fault == "malformed_json":
@@ -335,7 +341,10 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeOllamaServer:
-    """Context manager: `with FakeOllamaServer(latency_s=0.05, max_concurrent=4) as server: server.url`."""
+    """Context manager: `with FakeOllamaServer(latency_s=0.05, max_concurrent=4) as server: server.url`.
+
+    `honour_seed`: answer by messages and sampling seed (see the module docstring), not messages alone.
+    """
 
     def __init__(
         self,
@@ -344,12 +353,14 @@ class FakeOllamaServer:
         latency_s: float = 0.0,
         max_concurrent: int | None = None,
         slow_s: float = 1.0,
+        honour_seed: bool = False,
     ) -> None:
         self._state = _State(
             models={_normalise(m) for m in models},
             latency_s=latency_s,
             slow_s=slow_s,
             cap=threading.BoundedSemaphore(max_concurrent) if max_concurrent else None,
+            honour_seed=honour_seed,
         )
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
