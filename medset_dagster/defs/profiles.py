@@ -58,6 +58,8 @@ def _generator(default: str) -> GeneratorResource:
         backend="ollama",
         ollama_host=_env("OLLAMA_HOST", "http://127.0.0.1:11434"),
         ollama_model=_env("MEDSET_OLLAMA_MODEL", "gemma3n:e4b"),
+        # Match the server's OLLAMA_NUM_PARALLEL: fewer requests in flight leave its slots idle.
+        max_in_flight=int(os.environ.get("MEDSET_OLLAMA_PARALLEL", "4")),
     )
 
 

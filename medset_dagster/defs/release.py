@@ -33,6 +33,7 @@ from dagster import (
 )
 
 from medset_dagster.common.files import NoSpaceLeftError
+from medset_dagster.common.hub_client import HubTimeouts
 from medset_dagster.dataset.curation import CurationPolicy
 from medset_dagster.defs.automation import REBUILD_WHEN_STALE
 from medset_dagster.defs.dataset import (
@@ -86,6 +87,10 @@ class ReleaseSettings(ConfigurableResource):
     acknowledge_licence_conflict: bool = False
     pretty_name: str = "Medical Training Dataset (medset_dagster rebuild)"
     profile: str = "sample"
+    # Every Hub request waits at most `timeout_s` for an answer; a publish starts no new attempt
+    # after `deadline_s`: a Hub that never answers fails the publish after a bounded wait.
+    timeout_s: float = 60.0
+    deadline_s: float = 600.0
 
 
 class ReleaseConfig(Config):
@@ -375,6 +380,8 @@ def publish_current_release(context: OpExecutionContext, release_settings: Relea
             private=release_settings.private,
             version_tag=tag,
             log=context.log.info,
+            timeouts=HubTimeouts(read_s=release_settings.timeout_s, write_s=release_settings.timeout_s, pool_s=release_settings.timeout_s),
+            deadline_s=release_settings.deadline_s,
         )
     except ReleaseFolderError as error:
         raise Failure(description=str(error), allow_retries=False) from error
