@@ -24,8 +24,10 @@ Everything is deterministic for a given input order and `seed`.
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from typing import Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import polars as pl
@@ -103,57 +105,86 @@ class NearDuplicateResult(NamedTuple):
     stats: dict
 
 
+def _text_fields(rows: pl.DataFrame) -> pl.DataFrame:
+    # A plain select shares the frame's buffers; nulls are filled batch by batch, never for the
+    # whole frame (a copy of every string would cost as much memory as the text itself).
+    return rows.select(pl.col("input").cast(pl.String), pl.col("output").cast(pl.String))
+
+
+def _batch_shingles(batch: pl.DataFrame, ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """uint64 shingle hashes of a batch's rows (text: input, a space, output), concatenated, and
+    their uint64 offsets (batch rows + 1,)."""
+    text = batch.select(pl.concat_str([pl.col("input").fill_null(""), pl.col("output").fill_null("")], separator=" "))["input"]
+    shingles = ngram_hashes(segment_tokens(text), ngram, short_segments=True)
+    offsets = np.zeros(batch.height + 1, dtype=np.uint64)
+    np.cumsum(np.bincount(shingles.segment, minlength=batch.height), out=offsets[1:])
+    return shingles.hashes, offsets
+
+
 def _shingles(rows: pl.DataFrame, ngram: int) -> tuple[np.ndarray, np.ndarray]:
     """uint64 shingle hashes of all rows, concatenated, and uint64 offsets (N + 1,).
 
-    The text (input, a space, output) is built one batch at a time, never for the whole frame."""
-    fields = rows.select(pl.col("input").cast(pl.String).fill_null(""), pl.col("output").cast(pl.String).fill_null(""))
+    The text is built one batch at a time, never for the whole frame."""
+    fields = _text_fields(rows)
     total_bytes = fields.select(pl.col("input").str.len_bytes().sum() + pl.col("output").str.len_bytes().sum()).item() or 0
     flat = np.empty(int(total_bytes) // 2 + rows.height, dtype=np.uint64)  # virtual until written: RSS grows with the fill
     counts = np.zeros(rows.height, dtype=np.int64)
     filled = 0
-
-    def shingle(batch: pl.DataFrame):
-        text = batch.select(pl.concat_str(["input", "output"], separator=" "))["input"]
-        return ngram_hashes(segment_tokens(text), ngram, short_segments=True)
-
-    for start, batch, shingles in map_batches(fields, shingle):
-        flat[filled : filled + shingles.hashes.size] = shingles.hashes
-        filled += shingles.hashes.size
-        counts[start : start + batch.height] = np.bincount(shingles.segment, minlength=batch.height)
+    for start, batch, (hashes, batch_offsets) in map_batches(fields, lambda batch: _batch_shingles(batch, ngram)):
+        flat[filled : filled + hashes.size] = hashes
+        filled += hashes.size
+        counts[start : start + batch.height] = np.diff(batch_offsets)
     offsets = np.zeros(rows.height + 1, dtype=np.uint64)
     np.cumsum(counts, out=offsets[1:])
     return flat[:filled], offsets
 
 
-def _signatures(flat: np.ndarray, offsets: np.ndarray, config: NearDuplicateConfig) -> np.ndarray:
-    """uint32 (rows, num_perm) MinHash signatures through rensa's batch API."""
+def _signatures(rows: pl.DataFrame, config: NearDuplicateConfig) -> np.ndarray:
+    """uint32 (rows, num_perm) MinHash signatures of a few rows (the LSH candidates) through rensa's
+    batch API; its only export is Python lists, too slow for every row."""
     import rensa
 
+    flat, offsets = _batch_shingles(_text_fields(rows), config.ngram)
     matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(flat, offsets, config.num_perm, config.seed)
-    rows = matrix.to_rows()
-    return np.array(rows, dtype=np.uint32).reshape(len(rows), config.num_perm)
+    values = matrix.to_rows()
+    return np.array(values, dtype=np.uint32).reshape(len(values), config.num_perm)
 
 
-def _candidate_rows(flat: np.ndarray, offsets: np.ndarray, config: NearDuplicateConfig) -> np.ndarray:
-    """Indices of rows that share an LSH band with another row (rensa, one pass over all rows)."""
+@contextmanager
+def _rensa_single_threaded() -> Iterator[None]:
+    """Have rensa's thread pool start with one thread, unless the user set RAYON_NUM_THREADS.
+
+    rensa (0.5) copies the whole shingle buffer (8 bytes a shingle, 1.1 GB for 1 M rows) to work on
+    several threads, and reads it in place on one; on two cores one thread is about as fast
+    (benchmarks/quality.py: 82,000 against 90,000 rows/s) and peaks 0.6 GB lower. rensa links its
+    own rayon, whose pool reads the variable once, at its first parallel call: other libraries'
+    pools are not affected, and the variable is restored at once."""
+    previous = os.environ.get("RAYON_NUM_THREADS")
+    if previous is None:
+        os.environ["RAYON_NUM_THREADS"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("RAYON_NUM_THREADS", None)
+
+
+def _candidate_rows(rows: pl.DataFrame, config: NearDuplicateConfig) -> np.ndarray:
+    """Indices of rows (with at least one shingle) that share an LSH band with another row (rensa,
+    one pass over all rows).
+
+    The shingles of all rows (8 bytes each, about 0.85 bytes a character) are freed once digested,
+    before the LSH pass, which needs about as much again; the few candidates are shingled anew."""
     import rensa
 
-    matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(flat, offsets, config.num_perm, config.seed)
-    lsh = rensa.RMinHashLSH(config.threshold, config.num_perm, config.num_bands)
-    flags = np.fromiter(lsh.query_duplicate_flags_matrix_one_shot(matrix), dtype=bool, count=offsets.size - 1)
+    flat, offsets = _shingles(rows, config.ngram)
     has_shingles = np.diff(offsets) > 0
+    with _rensa_single_threaded():
+        matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(flat, offsets, config.num_perm, config.seed)
+    del flat, offsets
+    lsh = rensa.RMinHashLSH(config.threshold, config.num_perm, config.num_bands)
+    flags = np.fromiter(lsh.query_duplicate_flags_matrix_one_shot(matrix), dtype=bool, count=rows.height)
     return np.flatnonzero(flags & has_shingles)
-
-
-def _subset(flat: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The shingles of `rows` only, with their own offsets."""
-    starts = offsets[rows].astype(np.int64)
-    lengths = (offsets[rows + 1] - offsets[rows]).astype(np.int64)
-    sub_offsets = np.zeros(rows.size + 1, dtype=np.uint64)
-    np.cumsum(lengths, out=sub_offsets[1:])
-    positions = np.repeat(starts - sub_offsets[:-1].astype(np.int64), lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
-    return flat[positions], sub_offsets
 
 
 def _band_pairs(signatures: np.ndarray, config: NearDuplicateConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -222,12 +253,10 @@ def remove_near_duplicates(rows: pl.DataFrame, config: NearDuplicateConfig = Nea
     similarity_to_kept = np.zeros(count, dtype=np.float64)
     candidates = np.zeros(0, dtype=np.int64)
     if count > 1:
-        flat, offsets = _shingles(rows, config.ngram)
-        candidates = _candidate_rows(flat, offsets, config)
+        candidates = _candidate_rows(rows, config)
         if candidates.size:
-            sub_flat, sub_offsets = _subset(flat, offsets, candidates)
-            del flat
-            signatures = _signatures(sub_flat, sub_offsets, config)
+            # The few candidates are shingled again rather than every row's shingles being kept.
+            signatures = _signatures(rows[candidates], config)
             a, b = _band_pairs(signatures, config)
             similar = _estimated_jaccard(signatures, a, b) >= config.threshold
             a, b = a[similar], b[similar]
