@@ -122,6 +122,33 @@ class Generator(Protocol):
     def generate(self, request: GenerationRequest) -> GenerationResult: ...
 
 
+class HttpGenerator:
+    """What the HTTP backends share: the model identity found by `check_ready` (`digest`), and the
+    closing of their two clients (`_client` for generation, `_probe`, made on first use, for the
+    short readiness calls). A context manager: leaving it closes the connections."""
+
+    _client: Any
+    _probe: Any = None
+    _digest: str | None = None
+
+    @property
+    def digest(self) -> str | None:
+        """The served model's identity (the server's digest, or the id it reports); set by `check_ready`."""
+        return self._digest
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._client.close()
+        if self._probe is not None:
+            self._probe.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile `q` (0-100) of `values`; None for no values."""
     if not values:

@@ -19,6 +19,7 @@ from medset_dagster.generation.backends.common import (
     GenerationRequest,
     GenerationResult,
     GeneratorUnavailable,
+    HttpGenerator,
     generate_with_retries,
     parsed_result,
 )
@@ -36,7 +37,7 @@ def _model_names_match(wanted: str, listed: str) -> bool:
     return norm(wanted) == norm(listed)
 
 
-class OllamaGenerator:
+class OllamaGenerator(HttpGenerator):
     """Ollama through the official `ollama` client, with bounded retries (exponential backoff + jitter).
 
     `max_in_flight` is how many requests the runner keeps open at once; match it to the server's
@@ -73,22 +74,6 @@ class OllamaGenerator:
         self._client = ollama.Client(host=self.host, timeout=timeout_s)
         self._probe: Any = None  # a short-timeout client for check_ready, made on first use
         self._digest: str | None = None
-
-    @property
-    def digest(self) -> str | None:
-        """The model's digest as the server reports it; set by `check_ready`."""
-        return self._digest
-
-    def close(self) -> None:
-        self._client.close()
-        if self._probe is not None:
-            self._probe.close()
-
-    def __enter__(self) -> "OllamaGenerator":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def check_ready(self) -> None:
         """Fail fast, with the fix in the message, if the server or the model is missing.

@@ -38,6 +38,7 @@ from medset_dagster.generation.backends.common import (
     GenerationRequest,
     GenerationResult,
     GeneratorUnavailable,
+    HttpGenerator,
     generate_with_retries,
     parsed_result,
 )
@@ -100,7 +101,7 @@ def _retry_after_s(headers: Any) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
-class OpenAICompatGenerator:
+class OpenAICompatGenerator(HttpGenerator):
     """One OpenAI-compatible server through the official `openai` client, with bounded retries
     (exponential backoff + jitter, the server's `Retry-After` honoured).
 
@@ -151,23 +152,6 @@ class OpenAICompatGenerator:
         self._probe: Any = None  # a short-timeout client for check_ready, made on first use
         self._digest: str | None = None
         self.served_model_id: str | None = None
-
-    @property
-    def digest(self) -> str | None:
-        """The model identity (see the module doc); set by `check_ready`."""
-        return self._digest
-
-    def close(self) -> None:
-        """Close the HTTP connections."""
-        self._client.close()
-        if self._probe is not None:
-            self._probe.close()
-
-    def __enter__(self) -> "OpenAICompatGenerator":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def check_ready(self) -> None:
         """List the server's models (within `ready_timeout_s` seconds), require `model` among them
