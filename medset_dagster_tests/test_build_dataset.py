@@ -5,6 +5,7 @@ answers), so final counts are exact; the llama.cpp backend has its own test.
 """
 
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -201,3 +202,23 @@ def test_the_quality_stages_remove_the_planted_rows_and_the_card_says_so(pipelin
     assert "| `medicationqa` | 0 | 0 | 0 | 1 |" in card  # source x benchmark: mmlu_clinical_knowledge
     manifest = json.loads((pipeline.release / "build.json").read_text())
     assert manifest["quality"]["decontamination"]["removed"] == 5 and manifest["quality"]["phi"]["findings"] == 5
+
+
+def test_cli_runs_carry_the_code_locations_origin_so_the_ui_lists_them_under_the_job(instance, tmp_path, monkeypatch):
+    """`python -m medset_dagster` runs are recorded with the origin of the code location that
+    workspace.yaml loads, so the job's Runs tab lists them and "Re-execute" finds the same job."""
+    import yaml
+
+    from medset_dagster.defs.launcher import run_phase
+
+    monkeypatch.setenv("MEDSET_DATA_DIR", str(tmp_path / "data"))
+    result = run_phase(make_definitions("sample"), instance, "observe_sources", None, with_origin=True)
+    assert result.success
+    run = instance.get_run_by_id(result.run_id)
+    workspace = yaml.safe_load((Path(__file__).resolve().parents[1] / "workspace.yaml").read_text())["load_from"][0]["python_module"]
+    origin = run.remote_job_origin
+    assert origin is not None
+    assert origin.location_name == workspace["location_name"]
+    assert origin.job_name == "observe_sources"
+    assert origin.repository_origin.code_location_origin.loadable_target_origin.module_name == workspace["module_name"]
+    assert [r.run_id for r in instance.get_runs()] == [result.run_id]
