@@ -24,11 +24,11 @@ from medset_dagster.retrieval.documents import (
     DocumentHttpError,
     DocumentSpec,
     DocumentUnavailableError,
-    check_pdf_file,
     fetch_corpus,
     fetch_document,
     read_pins,
 )
+from medset_dagster.retrieval.pdf_checks import check_pdf_file
 from medset_dagster_tests.fixtures.sample_pdfs import write_sample_pdfs
 from medset_dagster_tests.servers.file_server import SLOW, TRICKLE, TRUNCATE, FileServer
 

@@ -166,7 +166,7 @@ def _generation_info(facts: dict, funnel: dict) -> GenerationInfo | None:
     deps=["pdf_chunks", "faiss_index"],
     kinds={"markdown"},
     description="The dataset card (README.md with charts) and build.json, after a licence check; then the release folder becomes current.",
-    code_version=code_version(card.sections, card.header, card.charts, build_manifest, licensing),
+    code_version=code_version(card.sections, card.processing, card.header, card.charts, build_manifest, licensing),
     automation_condition=REBUILD_WHEN_STALE,
 )
 def dataset_card(

@@ -36,6 +36,7 @@ from medset_dagster.retrieval import (
     chunking,
     documents,
     embedding_cache,
+    pdf_checks,
     pdf_text,
     vector_index,
 )
@@ -158,7 +159,7 @@ class IndexConfig(Config):
     group_name="retrieval",
     kinds={"pdf", "polars"},
     description="The emergency-care PDFs, each verified against its pinned SHA-256 (one row per document).",
-    code_version=code_version(documents),
+    code_version=code_version(documents, pdf_checks),
     retry_policy=NETWORK_RETRY,
     automation_condition=REBUILD_WHEN_STALE,
 )
