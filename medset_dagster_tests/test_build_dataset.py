@@ -121,6 +121,16 @@ def test_asset_metadata_reports_what_users_look_at_per_partition(pipeline, insta
     curated = metadata_of(instance, "curated_dataset")
     assert curated["policy"] == "card" and "funnel" in curated and curated["seed"] == "42"
     assert {r.dagster_run.tags.get("medset/phase") for r in results} == {"upstream", "shard-0", "shard-1", "shard-2", "shard-3", "downstream"}
+    # The build log's LLM figures per run are the shards' metadata summed; runs without generation have none.
+    from medset_dagster.defs.launcher import llm_figures
+
+    by_phase = {r.dagster_run.tags["medset/phase"]: llm_figures(r) for r in results}
+    assert by_phase["upstream"] == {} and by_phase["downstream"] == {}
+    shard_0_calls = sum(
+        metadata_of(instance, task, "shard-0")["llm_calls"]
+        for task in ("emergency_scenarios", "medical_term_questions", "medqa_explanations", "symptom_diagnoses")
+    )
+    assert by_phase["shard-0"]["llm_calls"] == shard_0_calls > 0
 
 
 def test_a_failing_blocking_check_stops_the_release_and_keeps_the_last_good_one(pipeline, instance):
@@ -152,6 +162,12 @@ def test_the_build_runs_upstream_then_one_run_per_shard_then_downstream():
     assert names["shard-2"] == {"emergency_scenarios", "medical_term_questions", "medqa_explanations", "symptom_diagnoses"}
     assert {"faiss_index", "generation_inputs/medqa", "source_records/medicationqa"} <= names["upstream"]
     assert {"generated_records/medqa", "curated_dataset", "release_files", "dataset_card"} <= names["downstream"]
+    # A selection (`build --changed`) keeps the names: what follows generation is downstream.
+    changed = build_phases(defs, selection={AssetKey("curated_dataset"), AssetKey(["source_records", "medicationqa"])})
+    assert [(p.name, {k.to_user_string() for k in p.asset_keys}) for p in changed] == [
+        ("upstream", {"source_records/medicationqa"}),
+        ("downstream", {"curated_dataset"}),
+    ]
 
 
 def test_definitions_load_and_validate_and_groups_follow_the_stages():

@@ -389,7 +389,7 @@ def test_reproduce_section_states_the_command_code_url_and_where_the_commit_is(t
     assert "The code that built it: <https://git.example.org/medset>." in section
     assert "the commit recorded as `git_commit` in `build.json`" in section
     render_card(card_inputs(dataset, code_url=None), dataset, tmp_path / "nourl")
-    assert "recorded no URL for it (its checkout has no git remote and `MEDSET_CODE_URL` was not set)" in (
+    assert "recorded no URL for it (its checkout has no git remote at a web or SSH address, only local ones or none, and `MEDSET_CODE_URL` was not set)" in (
         tmp_path / "nourl" / README_NAME).read_text()
 
 

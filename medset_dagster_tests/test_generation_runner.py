@@ -257,22 +257,41 @@ def test_two_stage_question_then_answer(server, cache):
 # ----------------------------------------------------------------------------- failures and resume
 
 
-def test_per_item_failures_are_counted_and_retried_next_run(server, cache):
+def test_the_models_failed_answers_are_settled_and_served_a_servers_failures_are_retried(server, cache):
     items = make_items(6)
     bad = {"Write one first-aid question about situation 1.", "Write one first-aid question about situation 4."}
     server.set_fault_predicate(lambda _i, body: "malformed_json" if body["messages"][1]["content"] in bad else None)
     first = run_generation(make_generator(server.url, max_attempts=2), items, cache, template_version=TEMPLATE)
-    assert first.failed_by_reason == {"malformed_json": 2} and first.generated == 4
+    assert first.failed_by_reason == {"malformed_json": 2} and first.generated == 4 and first.failed_from_cache == 0
     assert first.calls == 4 + 2 * 2 == server.calls
     assert not first.results["item-0001"].ok and first.results["item-0001"].parsed is None
     assert cache.counts() == {"ok": 4, "failed": 2, "total": 6}
 
+    # A rebuild: the model's malformed answers are what the same request gives; no call is repeated,
+    # and the items are reported failed for the same reason.
     server.heal()
     server.reset_counters()
     second = run_generation(make_generator(server.url), items, cache, template_version=TEMPLATE)
-    assert server.calls == 2 and (second.from_cache, second.generated, second.failed) == (4, 2, 0)
-    assert parsed(second.results) == expected(items)
+    assert server.calls == 0 and second.calls == 0
+    assert (second.from_cache, second.generated, second.failed, second.failed_from_cache) == (4, 0, 2, 2)
+    assert second.failed_by_reason == {"malformed_json": 2}
+    assert {k for k, r in second.results.items() if not r.ok} == {"item-0001", "item-0004"}
+
+    # Asked to, the runner tries them again; their successes replace the failures.
+    third = run_generation(make_generator(server.url), items, cache, template_version=TEMPLATE, retry_model_failures=True)
+    assert server.calls == 2 and (third.from_cache, third.generated, third.failed) == (4, 2, 0)
+    assert parsed(third.results) == expected(items)
     assert cache.counts() == {"ok": 6, "failed": 0, "total": 6}
+
+    # A server's failure is never settled: the next run retries it.
+    server.set_fault_predicate(lambda _i, body: "server_error" if "situation 2." in body["messages"][1]["content"] else None)
+    more = make_items(8)[6:] + [GenerationItem("item-x", make_items(3)[2].request, extra={"v": 2})]
+    failed = run_generation(make_generator(server.url, max_attempts=1), more, cache, template_version=TEMPLATE)
+    assert failed.failed_by_reason == {"server_error": 1}
+    server.heal()
+    server.reset_counters()
+    again = run_generation(make_generator(server.url), more, cache, template_version=TEMPLATE)
+    assert server.calls == 1 and (again.from_cache, again.generated, again.failed) == (2, 1, 0)
 
 
 def test_a_failure_never_overwrites_a_success(cache):

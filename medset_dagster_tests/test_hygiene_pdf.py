@@ -1,12 +1,13 @@
 """Text from PDFs (issue 9): Unicode repair, lost glyphs, de-hyphenation. Real pypdf extraction of the
 cases' PDFs (cases/text_hygiene) and of PDFs built here with a ToUnicode CMap."""
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from medset_dagster.retrieval.chunking import chunk_document
-from medset_dagster.retrieval.pdf_text import PageText, clean_pages, extract_pages
+from medset_dagster.retrieval.pdf_text import PageText, clean_pages, extract_pages, restore_lost_ligatures
 from medset_dagster_tests.fixtures.cmap_pdfs import cmap_pdf
 
 CASES = Path(__file__).parent / "cases" / "text_hygiene"
@@ -42,16 +43,45 @@ def test_meaningful_compatibility_characters_are_kept():
 # --- NUL, control characters and U+FFFD -----------------------------------------------------------
 
 
-def test_case_12_nul_never_reaches_chunks_and_lost_glyphs_are_counted():
+def test_case_12_nul_never_reaches_chunks_and_lost_ligatures_are_restored_and_counted():
     document = clean_pages(extract_pages(CASES / "12_pdf_nul_and_replacement_chars_in_chunks" / "input_unmapped_glyphs.pdf"))
-    assert "\x00" not in document.text
-    assert document.text.startswith("Cut o\ufffd the supply of air to a fat or oil \ufffdre with a damp cloth.")
-    assert document.stats.replacement_characters == 5  # 3 unmapped "fi" + 2 NUL-for-"ff"
-    assert document.stats.replacement_pages == 1 and document.stats.replacement_heavy_pages == 0
-    assert document.replacement_characters_by_page == ((1, 5),)
+    assert document.text == (
+        "Cut off the supply of air to a fat or oil fire with a damp cloth.\n"
+        "Never pour water on burning oil; the fire can spread explosively.\n"
+        "Turn off the heat source only if it is safe to reach it.\n"
+        "Leave the kitchen, close the door and call the fire service."
+    )
+    # 3 unmapped "fi" (U+FFFD) + 2 NUL-for-"ff": all five restored, none left to count.
+    assert document.stats.replacement_characters_restored == 5
+    assert document.stats.replacement_characters == 0 and document.stats.replacement_pages == 0
     chunks, stats = chunk_document(document, doc_id="case12", doc_sha256="0" * 64, min_chars=10)
-    assert not chunks["text"].str.contains("\x00", literal=True).any()
-    assert (stats.replacement_characters, stats.chunks_with_replacement_characters) == (5, 1)
+    assert not chunks["text"].str.contains("\x00|\ufffd").any()
+    assert (stats.replacement_characters, stats.chunks_with_replacement_characters) == (0, 0)
+
+
+def test_lost_glyphs_restored_only_where_the_word_is_clear():
+    restore = lambda text, words=(): restore_lost_ligatures(text, Counter(words))  # noqa: E731
+    # A common English word wins by a clear margin; capitals are kept.
+    assert restore("E\ufffdective su\ufffdicient bene\ufffdt, o\ufffden the \ufffdrst") == ("Effective sufficient benefit, often the first", 5)
+    assert restore("BREATHING IS DI\ufffdICULT") == ("BREATHING IS DIFFICULT", 1)
+    # The document's own spelling decides a word no dictionary knows.
+    assert restore("the Sca\ufffdold trial", ["scaffold"]) == ("the Scaffold trial", 1)
+    assert restore("the gri\ufffdin test", ["griffin"]) == ("the griffin test", 1)
+    # Unclear: no candidate is a word, two candidates are (a\ufffd: aft / aff?), or two glyphs are lost.
+    assert restore("ma\ufffdx and \ufffd\ufffd and wa\ufffd\ufffdle") == ("ma\ufffdx and \ufffd\ufffd and wa\ufffd\ufffdle", 0)
+    assert restore("Xq\ufffdz") == ("Xq\ufffdz", 0)
+
+
+def test_a_pdf_restores_the_clear_lost_ligatures_and_keeps_the_rest_counted(tmp_path):
+    pdf = cmap_pdf(
+        tmp_path / "lost.pdf",
+        [["The Zyq{x}o splint was e{nul}ective and the {x}rst choice.", "A{x}er that, ma{x}x."]],
+        {"x": "FFFD", "nul": "0000"},
+    )
+    document = clean_pages(extract_pages(pdf))
+    assert document.text == "The Zyq\ufffdo splint was effective and the first choice.\nAfter that, ma\ufffdx."
+    assert (document.stats.replacement_characters, document.stats.replacement_characters_restored) == (2, 3)
+    assert document.replacement_characters_by_page == ((1, 2),)
 
 
 def test_control_characters_removed_and_a_page_of_replacement_characters_flagged(tmp_path):

@@ -117,6 +117,10 @@ class GenerationSettings(ConfigurableResource):
     # A generation step (one shard of one task) fails after this many seconds, so a server that
     # accepts requests and never answers cannot hold a build for hours; finished items are cached.
     step_deadline_s: float = 6 * 3600.0
+    # An item whose answer failed validation (truncated, malformed, empty) is settled: the cache
+    # serves the failure and a rebuild makes no call for it. True asks the model again (a new model
+    # digest, prompt, token cap or seed asks again by itself: each is part of the cache key).
+    retry_model_failures: bool = False
 
 
 @dataclass(frozen=True)
@@ -182,6 +186,7 @@ def _shard_metadata(outcome: TaskOutcome, generator, records: pl.DataFrame, requ
         "from_cache": sum(r.from_cache for r in reports),
         "failed": sum(failed.values()),
         "failed_by_reason": MetadataValue.json(failed),
+        "failed_from_cache": sum(r.failed_from_cache for r in reports),
         "llm_calls": sum(r.calls for r in reports),
         "prompt_tokens": sum(r.prompt_tokens for r in reports),
         "completion_tokens": sum(r.completion_tokens for r in reports),
@@ -279,6 +284,7 @@ def generation_task_asset(task: GenerationTask, spec: SourceSpec) -> AssetsDefin
             max_tokens_cap=generation_settings.max_tokens_cap,
             on_progress=progress,
             deadline=time.monotonic() + generation_settings.step_deadline_s,
+            retry_model_failures=generation_settings.retry_model_failures,
         )
         extra_args, extra_metadata = {}, {"max_tokens_cap": generation_settings.max_tokens_cap or 0}
         if task.needs_retriever:

@@ -53,12 +53,16 @@ class Phase:
 
 def build_phases(defs: Definitions, job_name: str = "build_dataset", selection: set[AssetKey] | None = None) -> list[Phase]:
     """The job's assets (or `selection`) split into runs: unpartitioned upstream, each shard of
-    the partitioned assets, the rest. Phases with nothing to do are left out."""
+    the partitioned assets, the rest. Upstream and downstream are relative to the job's partitioned
+    assets, whatever the selection holds, so a phase's name says where its assets are. Phases with
+    nothing to do are left out."""
     graph = defs.resolve_asset_graph()
     job = defs.resolve_job_def(job_name)
-    keys = set(job.asset_layer.selected_asset_keys) if selection is None else set(selection)
-    partitioned = {key for key in keys if graph.get(key).partitions_def is not None}
-    downstream = set(AssetSelection.assets(*partitioned).downstream().resolve(graph)) - partitioned if partitioned else set()
+    job_keys = set(job.asset_layer.selected_asset_keys)
+    keys = job_keys if selection is None else set(selection)
+    every_partitioned = {key for key in job_keys if graph.get(key).partitions_def is not None}
+    downstream = set(AssetSelection.assets(*every_partitioned).downstream().resolve(graph)) - every_partitioned if every_partitioned else set()
+    partitioned = keys & every_partitioned
     phases = [Phase("upstream", frozenset(keys - partitioned - downstream))]
     partition_keys = sorted({p for key in partitioned for p in graph.get(key).partitions_def.get_partition_keys()})
     phases += [Phase(partition, frozenset(partitioned), partition) for partition in partition_keys]
@@ -227,6 +231,22 @@ def changed_assets(defs: Definitions, instance: DagsterInstance) -> set[AssetKey
     return set(AssetSelection.assets(*roots).downstream().resolve(graph)) & keys if roots else set()
 
 
+def llm_figures(result) -> dict[str, int]:
+    """`llm_calls`, `from_cache` and `failed_from_cache` summed over a run's generation shards
+    (each partition's metadata); {} when the run materialized no shard."""
+    totals = {"llm_calls": 0, "from_cache": 0, "failed_from_cache": 0}
+    seen = False
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        metadata = materialization.metadata
+        # Shards only: `generated_records/*` repeat their task's totals.
+        if materialization.partition is not None and "llm_calls" in metadata:
+            seen = True
+            for key in totals:
+                totals[key] += int(metadata[key].value) if key in metadata else 0
+    return totals if seen else {}
+
+
 def build(
     defs: Definitions,
     instance: DagsterInstance,
@@ -245,7 +265,9 @@ def build(
     for phase in build_phases(defs, selection=selection):
         started = time.perf_counter()
         result = run_phase(defs, instance, "build_dataset", phase, run_config=run_config, tags={"medset/phase": phase.name}, with_origin=with_origin)
-        log(f"build_dataset [{phase.name}]: {'succeeded' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s (run {result.run_id})")
+        calls = llm_figures(result)
+        llm = f"; LLM calls {calls['llm_calls']:,}, items from the cache {calls['from_cache'] + calls['failed_from_cache']:,}" if calls else ""
+        log(f"build_dataset [{phase.name}]: {'succeeded' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s (run {result.run_id}){llm}")
         results.append(result)
         if not result.success:
             break

@@ -2,7 +2,9 @@
 
 WAL mode with one transaction per item means a killed run loses at most the items that were in
 flight; the next run serves every committed success and retries everything else. Failures are
-stored too (for the record) but never served: a failed item is always tried again.
+stored too; a failure is served only when the caller names its reason as settled (the model's own
+answer, e.g. truncated, which the same key would give again), so a server's failure is always
+tried again.
 """
 
 from __future__ import annotations
@@ -150,16 +152,19 @@ class GenerationCache:
         """The stored success for `key`, or None (absent or failed)."""
         return self.get_many([key]).get(key)
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, GenerationResult]:
-        """Stored successes among `keys` (failures are left out so they are retried)."""
+    def get_many(self, keys: Iterable[str], *, settled: Iterable[str] = ()) -> dict[str, GenerationResult]:
+        """Stored results among `keys`: every success, and the failures whose reason is in `settled`
+        (other failures are left out so they are retried)."""
         wanted = list(dict.fromkeys(keys))
+        reasons = sorted(set(settled))
+        served = "error IS NULL" + (f" OR error IN ({','.join('?' * len(reasons))})" if reasons else "")
         found: dict[str, GenerationResult] = {}
         with self._lock:
             for start in range(0, len(wanted), 500):  # stay under SQLite's bound-parameter limit
                 batch = wanted[start : start + 500]
                 marks = ",".join("?" * len(batch))
                 rows = self._conn.execute(
-                    f"SELECT {_COLUMNS} FROM generations WHERE error IS NULL AND key IN ({marks})", batch
+                    f"SELECT {_COLUMNS} FROM generations WHERE ({served}) AND key IN ({marks})", [*reasons, *batch]
                 ).fetchall()
                 found.update((row["key"], _row_to_result(row)) for row in rows)
         return found

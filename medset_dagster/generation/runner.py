@@ -18,6 +18,7 @@ from typing import Any
 from medset_dagster.generation.backends.common import (
     CONNECTION_ERROR,
     MODEL_NOT_FOUND,
+    MODEL_OUTPUT_FAILURES,
     RATE_LIMITED,
     SERVER_ERROR,
     TIMEOUT,
@@ -66,7 +67,9 @@ class GenerationItem:
 class GenerationReport:
     """Results by item id (in input order) and the run's figures.
 
-    `requested == from_cache + generated + failed`. Tokens, latencies and `calls` (backend requests,
+    `requested == from_cache + generated + failed`: `from_cache` counts successes served from the
+    cache, `failed_by_reason` every item that ended failed, this run or (`failed_from_cache` of them)
+    a settled failure served from the cache. Tokens, latencies and `calls` (backend requests,
     retries included) count this run's work only; cache hits cost nothing.
     """
 
@@ -79,6 +82,7 @@ class GenerationReport:
     from_cache: int = 0
     generated: int = 0
     failed_by_reason: dict[str, int] = field(default_factory=dict)
+    failed_from_cache: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_p50: float | None = None
@@ -106,6 +110,7 @@ class GenerationReport:
             "generated": self.generated,
             "failed": self.failed,
             "failed_by_reason": dict(self.failed_by_reason),
+            "failed_from_cache": self.failed_from_cache,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "items_per_minute": round(self.items_per_minute, 2),
@@ -129,8 +134,11 @@ def run_generation(
     progress_every_s: float = 30.0,
     abort_after_consecutive_failures: int | None = 10,
     deadline: float | None = None,
+    retry_model_failures: bool = False,
 ) -> GenerationReport:
-    """Generate every item, serving stored successes from `cache` without calling the backend.
+    """Generate every item, serving stored successes from `cache` without calling the backend, and
+    the model's own failures too (`MODEL_OUTPUT_FAILURES`: truncated, malformed, empty; the same key
+    would give the same answer) unless `retry_model_failures`. A server's failure is always retried.
 
     Misses go through a pool of exactly `generator.max_in_flight` threads fed from one queue, so a
     slot that frees is refilled at once: the server waits only for the client's turnaround. Each
@@ -161,7 +169,7 @@ def run_generation(
     keys = {
         item.item_id: cache_key(item.request, model, digest, template_version, item.extra) for item in items
     }
-    cached = cache.get_many(keys.values())
+    cached = cache.get_many(keys.values(), settled=() if retry_model_failures else MODEL_OUTPUT_FAILURES)
 
     # One request per distinct missing key, in input order (so work order is reproducible).
     todo: dict[str, GenerationItem] = {}
@@ -171,10 +179,10 @@ def run_generation(
             todo[key] = item
 
     total = len(items)
-    from_cache = sum(1 for item in items if keys[item.item_id] in cached)
+    from_cache = sum(1 for item in items if keys[item.item_id] in cached and cached[keys[item.item_id]].ok)
     fresh: dict[str, GenerationResult] = {}
     lock = threading.Lock()
-    done_items = [from_cache]  # items resolved so far, cache hits included
+    done_items = [sum(1 for item in items if keys[item.item_id] in cached)]  # items resolved so far, cache hits included
     items_per_key = Counter(keys.values())
 
     streak = [0]  # consecutive outage failures, in completion order
@@ -267,7 +275,6 @@ def run_generation(
 
     new = list(fresh.values())
     wall = time.perf_counter() - start
-    failed = Counter(r.error for r in new if r.error is not None)
     latencies = [r.latency_s for r in new]
     report = GenerationReport(
         results=results,
@@ -278,10 +285,8 @@ def run_generation(
         requested=total,
         from_cache=from_cache,
         generated=sum(items_per_key[k] for k, r in fresh.items() if r.ok),
-        failed_by_reason={
-            reason: sum(items_per_key[k] for k, r in fresh.items() if r.error == reason)
-            for reason in sorted(failed)
-        },
+        failed_by_reason=dict(sorted(Counter(r.error for r in results.values() if r.error is not None).items())),
+        failed_from_cache=sum(1 for item in items if keys[item.item_id] in cached and not cached[keys[item.item_id]].ok),
         prompt_tokens=sum(r.prompt_tokens for r in new),
         completion_tokens=sum(r.completion_tokens for r in new),
         latency_p50=percentile(latencies, 50),

@@ -113,6 +113,9 @@ class TaskSettings:
     progress_every_s: float = 30.0
     # A `time.monotonic()` instant after which generation stops (the step's deadline); None: none.
     deadline: float | None = None
+    # Ask the model again for items whose cached answer failed (truncated, malformed, empty); by
+    # default such an answer is settled, as the same request would give it again.
+    retry_model_failures: bool = False
 
 
 def _generate(
@@ -131,6 +134,7 @@ def _generate(
         on_progress=settings.on_progress,
         progress_every_s=settings.progress_every_s,
         deadline=settings.deadline,
+        retry_model_failures=settings.retry_model_failures,
     )
     outcome.reports.append(report)
     return report.results

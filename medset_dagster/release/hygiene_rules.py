@@ -16,10 +16,18 @@ PDF_RULES: dict[str, str] = {
         "Ligature and full-width characters in the PDF text (ﬁ, ﬂ, ﬃ, Ｆ) were rewritten as ordinary letters "
         "(ftfy); superscripts and units such as 10⁹/L are left as printed."
     ),
-    "control_characters_removed": "Control characters (NUL and the like) were removed from the PDF text.",
+    "control_characters_removed": (
+        "Control characters were removed from the PDF text; a NUL inside a word stands for a glyph the PDF gives "
+        "no Unicode value for, and is treated as one (below)."
+    ),
+    "replacement_characters_restored": (
+        "A glyph without a Unicode value inside a word (most often a ligature: o\ufffd for off) was restored as "
+        "the letters of the one ligature (ff, fi, fl, ffi, ffl, ft, st) that makes a word the document spells, or "
+        "a clearly common English word (wordfreq)."
+    ),
     "replacement_characters": (
-        "Glyphs the PDF gives no Unicode value for are kept as U+FFFD (a NUL standing for such a glyph too) and "
-        f"counted per page; a page where they make up at least {REPLACEMENT_HEAVY_SHARE:.0%} of the characters is flagged."
+        "Any other glyph without a Unicode value is kept as U+FFFD and counted per page; a page where they make up "
+        f"at least {REPLACEMENT_HEAVY_SHARE:.0%} of the characters is flagged."
     ),
     "hyphenations_joined": (
         "A word broken at a line or page end with any hyphen (-, soft hyphen, U+2010, U+2011) was joined, unless "

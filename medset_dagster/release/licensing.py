@@ -265,7 +265,7 @@ def _unclear_note(terms: dict[str, LicenceTerms], inputs: dict[str, list[str]]) 
         return []
     return [
         "Licence unclear for: " + ", ".join(unclear) + ". Redistribution rights for these rows are not "
-        "established; the dataset card must say so."
+        "established."
     ]
 
 
@@ -275,7 +275,7 @@ def _terms_note(terms: dict[str, LicenceTerms], inputs: dict[str, list[str]]) ->
         for s, t in terms.items()
         if t.kind != "unclear" and (t.kind != "derived" or s in inputs)
     ]
-    return "Terms per source (the card must state them): " + "; ".join(parts) + "."
+    return "Terms per source: " + "; ".join(parts) + "."
 
 
 def derive_release_licence(

@@ -2,7 +2,7 @@
 
 The published build concatenated the raw page texts with no separator (`raw_document(pages, "")`).
 `clean_pages` is the card's intent: Unicode repaired (ligatures expanded, control characters removed,
-lost glyphs counted), running headers and footers dropped, words hyphenated across line breaks joined
+lost ligature glyphs restored where the word is clear, other lost glyphs counted), running headers and footers dropped, words hyphenated across line breaks joined
 while typed compounds keep their hyphen, whitespace normalised, pages joined by a paragraph break. Both
 keep a map from character offsets back to page numbers, so every chunk can cite its pages.
 """
@@ -57,6 +57,16 @@ _FORMAT = re.compile(f"[{FORMAT_CHARACTERS}]")
 REPLACEMENT = "\ufffd"
 # A page is flagged when U+FFFD makes up at least this share of its non-space characters.
 REPLACEMENT_HEAVY_SHARE = 0.5
+# The letters a ligature glyph stands for (the Latin ligatures of Unicode's Alphabetic Presentation
+# Forms, U+FB00-U+FB06), tried in place of a lost glyph (U+FFFD) inside a word.
+LIGATURES = ("ff", "fi", "fl", "ffi", "ffl", "ft", "st")
+# A restored word must be at least this common in English (wordfreq's Zipf scale: 3 is about once per
+# million words) and this much more common than the next candidate, unless the document spells it.
+MIN_ZIPF = 3.0
+MIN_ZIPF_MARGIN = 1.0
+# A word with a lost glyph: a run of letters and U+FFFD holding at least one U+FFFD (a word with
+# two is left alone: too unclear to restore).
+_LOST_GLYPH_WORD = re.compile(r"(?:[^\W\d_]|\ufffd)*\ufffd(?:[^\W\d_]|\ufffd)*")
 
 
 class PdfExtractionError(Exception):
@@ -81,7 +91,8 @@ class CleaningStats:
     ligatures and full-/half-width forms rewritten as ordinary letters; `replacement_characters`: U+FFFD
     in the cleaned text (glyphs without a Unicode value, NUL-for-glyph included); `replacement_pages`:
     pages with at least one; `replacement_heavy_pages`: pages where they are at least
-    REPLACEMENT_HEAVY_SHARE of the non-space characters.
+    REPLACEMENT_HEAVY_SHARE of the non-space characters; `replacement_characters_restored`: lost
+    ligature glyphs put back as their letters (`restore_lost_ligatures`), not counted in the others.
     """
 
     pages: int
@@ -95,6 +106,7 @@ class CleaningStats:
     replacement_characters: int = 0
     replacement_pages: int = 0
     replacement_heavy_pages: int = 0
+    replacement_characters_restored: int = 0
 
 
 @dataclass(frozen=True)
@@ -267,13 +279,53 @@ def _join_hyphenations(text: str, vocabulary: HyphenVocabulary) -> tuple[str, in
     return _HYPHEN_BREAK.sub(mend, text), joined, kept
 
 
+def restore_lost_ligatures(text: str, vocabulary: Counter) -> tuple[str, int]:
+    """`text` with each word that holds one U+FFFD restored when one ligature's letters (`LIGATURES`)
+    make a clear word, and the number restored.
+
+    A lost glyph inside a word is, in most PDFs, a ligature whose font has no Unicode value for it
+    (pypdf#1351, pdfplumber#1280): "o\ufffd" for "off", "\ufffdre" for "fire". A candidate the
+    document itself spells (`vocabulary`: lower-case word counts) wins if it is the only one; else the
+    most common English candidate (wordfreq's Zipf frequency) wins when it is at least `MIN_ZIPF` and
+    `MIN_ZIPF_MARGIN` above the next. Anything less clear stays U+FFFD (and counted). Case follows the
+    word: an all-capitals word gets capital letters.
+    """
+    if REPLACEMENT not in text:
+        return text, 0
+    from wordfreq import zipf_frequency  # its word lists load only when a glyph was lost
+
+    restored = 0
+
+    def restore(match: re.Match) -> str:
+        nonlocal restored
+        word = match.group(0)
+        letters = word.replace(REPLACEMENT, "")
+        if not letters or word.count(REPLACEMENT) != 1:
+            return word
+        upper = len(letters) > 1 and letters.isupper()
+        candidates = [word.replace(REPLACEMENT, ligature.upper() if upper else ligature) for ligature in LIGATURES]
+        spelled = [c for c in candidates if vocabulary.get(c.lower(), 0)]
+        if len(spelled) == 1:
+            choice = spelled[0]
+        else:
+            scored = sorted(((zipf_frequency(c.lower(), "en"), c) for c in candidates), reverse=True)
+            (best, choice), (second, _) = scored[0], scored[1]
+            if best < MIN_ZIPF or best - second < MIN_ZIPF_MARGIN:
+                return word
+        restored += 1
+        return choice
+
+    return _LOST_GLYPH_WORD.sub(restore, text), restored
+
+
 def clean_pages(pages: list[PageText], *, page_separator: str = PARAGRAPH_BREAK) -> CleanedDocument:
     """Repair Unicode, drop running headers/footers, mend hyphenation, normalise whitespace, join pages.
 
     Per page: `repair_page_text` (ligatures and full-width forms expanded, control characters removed,
     NUL-for-glyph made U+FFFD), header/footer removal (`find_running_lines`), then line-end hyphens
     decided by `HyphenVocabulary.decide` over the whole document, across page breaks too. Format
-    characters left inside lines (soft hyphen, zero-width space) are removed. U+FFFD is kept and
+    characters left inside lines (soft hyphen, zero-width space) are removed. A lost ligature glyph
+    is restored where the word is clear (`restore_lost_ligatures`); any other U+FFFD is kept and
     counted per page. Raises nothing for odd text; an empty page list gives an empty document.
     """
     repaired = [repair_page_text(page.text) for page in pages]
@@ -290,11 +342,13 @@ def clean_pages(pages: list[PageText], *, page_separator: str = PARAGRAPH_BREAK)
         removed += dropped
         tidied.append((page.page_number, _tidy(kept_lines)))
     vocabulary = HyphenVocabulary([body for _, body in tidied])
-    joined = kept = 0
+    joined = kept = restored = 0
     bodies: list[tuple[int, str]] = []
     for number, body in tidied:
         body, page_joined, page_kept = _join_hyphenations(body, vocabulary)
         joined, kept = joined + page_joined, kept + page_kept
+        body, page_restored = restore_lost_ligatures(body, vocabulary.words)
+        restored += page_restored
         # A soft hyphen ending the page may still mend a word across the page break.
         trailing = "\u00ad" if body.endswith("\u00ad") else ""
         body = _FORMAT.sub("", body) + trailing
@@ -315,6 +369,7 @@ def clean_pages(pages: list[PageText], *, page_separator: str = PARAGRAPH_BREAK)
         replacement_characters=text.count(REPLACEMENT),
         replacement_pages=len(by_page),
         replacement_heavy_pages=len(heavy),
+        replacement_characters_restored=restored,
     )
     return CleanedDocument(
         text,

@@ -31,6 +31,10 @@ EMPTY_FIELD = "empty_field"
 BACKEND_ERROR = "backend_error"
 # The token budget ran out mid-output. Retried: another seed often gives a shorter answer.
 TRUNCATED = "truncated"
+# Failures that are the model's own answer (the server worked): under the same cache key (model,
+# digest, prompt, parameters, seed) a rerun would get the same answer, so the cache serves them as
+# settled unless a run asks to retry them. Every other reason is the server's and is always retried.
+MODEL_OUTPUT_FAILURES = frozenset({EMPTY_CONTENT, MALFORMED_JSON, EMPTY_FIELD, TRUNCATED})
 
 
 

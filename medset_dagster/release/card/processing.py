@@ -41,7 +41,7 @@ def _policy_words(policy: Mapping[str, Any]) -> str:
         return (
             f"Curation policy **`card`** (what the published card describes): each source's own rules first "
             f"(mapping, skips, exact dedup on `input` within the source); then a global exact dedup on the "
-            f"case-folded, whitespace-collapsed `(input, output)` pair, keeping the first in registry order; then "
+            f"normalised `(input, output)` pair (NFKC, format characters removed, case folded, whitespace collapsed), keeping the first in registry order; then "
             f"a length filter keeping rows whose `input` and `output` both have {low:,} to {high:,} characters. "
             + shuffle
         )

@@ -328,7 +328,7 @@ def _code_words(card: CardInputs) -> str:
     if card.code_url:
         return f"The code that built it: <{card.code_url}>."
     return ("The code that built it is `medset_dagster`; this build recorded no URL for it (its checkout has no git "
-            f"remote and `{CODE_URL_SETTING}` was not set).")
+            f"remote at a web or SSH address, only local ones or none, and `{CODE_URL_SETTING}` was not set).")
 
 
 def _reproduce(card: CardInputs) -> str:
