@@ -141,7 +141,7 @@ def test_written_manifest_is_sorted_json_with_the_recorded_fields(tmp_path: Path
     assert medqa == {"source_id": "medqa", "hub_repo": "truehealth/medqa", "config": None,
                      "revision_loaded": "c" * 64, "loaded_from": "local_mirror",
                      "revision_pinned": "e8fc5634288cca740bdd1c8c973f3f41b0171085", "hub_head": None,
-                     "licence": "none declared (upstream MedQA: MIT)", "rows": 1}
+                     "licence": "none declared; upstream MedQA: MIT", "rows": 1}
     assert data["command"] == "MEDSET_PROFILE=sample make build"
     assert data["code_url"] == "https://git.example.org/medset"
     task = data["generation"]["tasks"][0]
