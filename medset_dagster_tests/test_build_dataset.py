@@ -238,3 +238,21 @@ def test_cli_runs_carry_the_code_locations_origin_so_the_ui_lists_them_under_the
     assert origin.job_name == "observe_sources"
     assert origin.repository_origin.code_location_origin.loadable_target_origin.module_name == workspace["module_name"]
     assert [r.run_id for r in instance.get_runs()] == [result.run_id]
+
+
+def test_the_card_and_build_json_state_the_top_k_and_chunking_actually_used(tmp_path, ollama, instance):
+    """Not the defaults (top_k 5, 512/128 characters): the settings this build ran with."""
+    from medset_dagster.defs.generation import GenerationSettings
+    from medset_dagster.defs.launcher import build
+    from medset_dagster_tests.conftest import make_pipeline
+
+    pipeline = make_pipeline(tmp_path, ollama.url, generation_settings=GenerationSettings(scenario_count=8, scenario_seed=7, retrieval_top_k=3))
+    pipeline.observe(instance)
+    config = {"ops": {"pdf_chunks": {"config": {"chunk_size": 400, "chunk_overlap": 64, "min_chars": 40}}}}
+    results = build(pipeline.defs, instance, run_config=config, log=lambda _line: None)
+    assert all(r.success for r in results)
+    retrieval = json.loads((pipeline.release / "build.json").read_text())["retrieval"]
+    assert (retrieval["top_k"], retrieval["chunk_size"], retrieval["chunk_overlap"], retrieval["chunk_min_chars"]) == (3, 400, 64, 40)
+    card = (pipeline.release / "README.md").read_text()
+    assert "- Chunking: 400 characters with 64 overlap" in card and "top 3 passages" in card
+    assert "512 characters" not in card and "top 5 passages" not in card
