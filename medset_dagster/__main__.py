@@ -7,11 +7,15 @@
 
 Options: `--policy card|published` (build), `--no-observe` (build), `--changed` (build only what
 is stale or missing, and its downstream, as the nightly rebuild does).
+
+The console shows the runs' INFO events and above (progress, warnings, failures); set
+MEDSET_LOG_LEVEL=DEBUG for every Dagster event. The UI shows every event whatever the level.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -38,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     storage = defs.resources["storage"]
+    # The console logger's level for the runs started here (Dagster's default is DEBUG: every event).
+    loggers = {"loggers": {"console": {"config": {"log_level": os.environ.get("MEDSET_LOG_LEVEL", "INFO").upper()}}}}
     with instance_from_home() as instance:
         recover_dead_runs(instance)
         if args.command == "recover":
@@ -45,19 +51,19 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with exclusive_build(storage.root):
                 if args.command in ("build", "observe") and not args.no_observe:
-                    observed = run_phase(defs, instance, "observe_sources", None, with_origin=True)
+                    observed = run_phase(defs, instance, "observe_sources", None, run_config=loggers, with_origin=True)
                     print(f"observe_sources: {'succeeded' if observed.success else 'FAILED'} (run {observed.run_id})")
                     if not observed.success:
                         return 1
                 if args.command == "build":
-                    config = {"ops": {"curated_dataset": {"config": {"policy": args.policy}}}} if args.policy else None
+                    config = {**loggers, **({"ops": {"curated_dataset": {"config": {"policy": args.policy}}}} if args.policy else {})}
                     selection = changed_assets(defs, instance) if args.changed else None
                     results = build(defs, instance, run_config=config, selection=selection, with_origin=True)
                     if not all(result.success for result in results):
                         return 1
                     print(f"Release folder: {storage.release_dir}")
                 if args.command == "publish":
-                    published = run_phase(defs, instance, "publish_hub_release", None, with_origin=True)
+                    published = run_phase(defs, instance, "publish_hub_release", None, run_config=loggers, with_origin=True)
                     print(f"publish_hub_release: {'succeeded' if published.success else 'FAILED'} (run {published.run_id})")
                     return 0 if published.success else 1
         except BuildInProgress as error:
